@@ -1,0 +1,149 @@
+"""
+Helpers shared by the C{twist} plugins' option parsers.
+
+Each coercer raises C{ValueError} with a message that names the accepted form;
+L{twisted.python.usage} turns it into C{UsageError} naming the flag, and C{twist}
+prints C{Error: ...} and exits with C{EX_USAGE} (64).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.python.usage import Options, UsageError
+
+from clusternet.duration import parse_duration
+
+__all__ = [
+    "ClusternetOptions",
+    "coerce_bool",
+    "coerce_choice",
+    "coerce_duration",
+    "coerce_port",
+    "coerce_positive_int",
+    "coerce_url",
+    "require_readable_file",
+]
+
+
+def coerce_duration(text: str) -> float:
+    """
+    A non-negative Go duration such as C{3m}, C{90s}, C{1h30m}.
+    """
+    try:
+        seconds = parse_duration(text)
+    except ValueError as e:
+        raise ValueError(f"{e}; expected a duration such as 90s, 3m or 1h30m") from None
+    if seconds < 0:
+        raise ValueError(f"duration {text!r} must not be negative")
+    return seconds
+
+
+coerce_duration.coerceDoc = "A duration such as 90s, 3m or 1h30m."  # type: ignore[attr-defined]
+
+
+def coerce_positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise ValueError(f"{text!r} must be greater than zero")
+    return value
+
+
+coerce_positive_int.coerceDoc = "A whole number greater than zero."  # type: ignore[attr-defined]
+
+
+def coerce_port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise ValueError(f"port {value} is outside 0-65535")
+    return value
+
+
+coerce_port.coerceDoc = "A TCP port, 0 to 65535 (0 picks a free one)."  # type: ignore[attr-defined]
+
+
+def coerce_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes", "on"):
+        return True
+    if lowered in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"{text!r} is not a boolean; expected true or false")
+
+
+coerce_bool.coerceDoc = "true or false."  # type: ignore[attr-defined]
+
+
+def coerce_url(text: str) -> str:
+    """
+    An absolute C{https://} or C{http://} URL with a host.
+    """
+    parts = urlsplit(text)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(
+            f"{text!r} is not a URL; expected https://HOST[:PORT] such as "
+            "https://parent.example.com:6443"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        raise ValueError(f"{text!r} has an invalid port") from None
+    return text.rstrip("/")
+
+
+coerce_url.coerceDoc = "An https:// URL."  # type: ignore[attr-defined]
+
+
+def coerce_choice(*choices: str) -> Callable[[str], str]:
+    def coerce(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"{text!r} is not one of {', '.join(choices)}")
+        return text
+
+    coerce.coerceDoc = "One of: " + ", ".join(choices) + "."  # type: ignore[attr-defined]
+    return coerce
+
+
+def require_readable_file(flag: str, path: str | None) -> None:
+    """
+    Refuse a flag naming a file that cannot be read.
+    """
+    if not path:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise UsageError(f"--{flag}: cannot read {path!r}: {e.strerror}") from None
+
+
+class ClusternetOptions(Options):
+    """
+    Options whose values are checked after parsing, so that every error names
+    its flag and the accepted form, and C{--help} shows defaults as the user
+    writes them (C{3m}, not C{180.0}).
+
+    Subclasses list C{coercions}: flag name -> coercer raising C{ValueError}.
+    """
+
+    coercions: dict[str, Callable[[str], Any]] = {}
+
+    def postOptions(self) -> None:
+        for name, coerce in self.coercions.items():
+            value = self[name]
+            if value is None or value == "":
+                continue
+            if not isinstance(value, str):
+                continue  # already coerced (postOptions called twice in tests)
+            try:
+                self[name] = coerce(value)
+            except ValueError as e:
+                raise UsageError(f"--{name}={value}: {e}") from None

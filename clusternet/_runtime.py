@@ -1,0 +1,65 @@
+"""
+Process-level behaviour shared by the C{twist} plugins.
+"""
+
+from __future__ import annotations
+
+import signal
+from types import FrameType
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.interfaces import IReactorCore, IReactorTime
+from twisted.logger import Logger
+
+__all__ = ["CleanExitOnSIGTERM", "stop_within"]
+
+
+class CleanExitOnSIGTERM(Service):
+    """
+    Make SIGTERM a graceful stop that exits with status 0.
+
+    C{twist} re-sends SIGTERM to itself after the reactor stops, so the process
+    dies by the signal; Kubernetes and systemd both send SIGTERM as the ordinary
+    way to stop a service, so we treat it as a normal shutdown: services stop
+    (draining what they hold) and the process exits 0.
+    """
+
+    _log = Logger()
+
+    def __init__(self, reactor: IReactorCore) -> None:
+        self._reactor = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        # The reactor installs its own handlers while it starts; replace the
+        # SIGTERM one after that.
+        self._reactor.addSystemEventTrigger("after", "startup", self._install)
+
+    def _install(self) -> None:
+        if not self.running:
+            return
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+
+    def _on_sigterm(self, number: int, frame: FrameType | None) -> None:
+        self._log.info("SIGTERM received: draining and stopping")
+        self._reactor.callFromThread(self._reactor.stop)  # type: ignore[attr-defined]
+
+
+def stop_within(
+    clock: IReactorTime, seconds: float, waiting: list[Deferred[Any]]
+) -> Deferred[Any]:
+    """
+    A Deferred that fires when every one of C{waiting} has, or after C{seconds},
+    whichever comes first, so that a stuck peer never holds up shutdown.
+    """
+    done: Deferred[Any] = DeferredList(waiting, consumeErrors=True)
+    timer = clock.callLater(seconds, done.cancel)
+
+    def finished(result: object) -> None:
+        if timer.active():
+            timer.cancel()
+
+    done.addBoth(finished)
+    return done

@@ -1,0 +1,224 @@
+"""
+Command-line options of C{twist clusternet-agent}.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from twisted.python.usage import UsageError
+
+from clusternet._options import (
+    ClusternetOptions,
+    coerce_bool,
+    coerce_choice,
+    coerce_duration,
+    coerce_positive_int,
+    coerce_url,
+    require_readable_file,
+)
+
+__all__ = ["CLUSTER_TYPES", "AgentOptions"]
+
+CLUSTER_TYPES = ("EdgeClusterSelfProvisioned",)
+
+# A DNS-1123 label, as Kubernetes object names in the name part must be.
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+CLUSTER_NAME_MAX_LENGTH = 60
+CLUSTER_NAME_PREFIX_MAX_LENGTH = 50
+
+
+def _cluster_name(text: str) -> str:
+    if len(text) > CLUSTER_NAME_MAX_LENGTH or not _DNS_LABEL.match(text):
+        raise ValueError(
+            "expected lowercase letters, digits and '-', starting and ending with a "
+            f"letter or digit, at most {CLUSTER_NAME_MAX_LENGTH} characters"
+        )
+    return text
+
+
+def _cluster_name_prefix(text: str) -> str:
+    if len(text) > CLUSTER_NAME_PREFIX_MAX_LENGTH or not _DNS_LABEL.match(text):
+        raise ValueError(
+            "expected lowercase letters, digits and '-', starting and ending with a "
+            f"letter or digit, at most {CLUSTER_NAME_PREFIX_MAX_LENGTH} characters"
+        )
+    return text
+
+
+class AgentOptions(ClusternetOptions):
+    """
+    Run the clusternet agent in (or beside) a child cluster.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "The agent registers its child cluster with the parent using a bootstrap "
+        "token, keeps a tunnel open to the hub and reports the child's health. "
+        "Logging is set with twist's own --log-level, --log-format and --log-file."
+    )
+
+    optFlags: ClassVar[list[list[str | None]]] = [
+        [
+            "cluster-reg-insecure-skip-tls-verify",
+            None,
+            "Do not verify the parent's serving certificate while bootstrapping. "
+            "Unsafe: logs a warning on every start.",
+        ],
+    ]
+
+    optParameters: ClassVar[list[list[object]]] = [
+        [
+            "kubeconfig",
+            None,
+            None,
+            "Kubeconfig of the child cluster. In-cluster configuration when absent.",
+        ],
+        [
+            "cluster-id",
+            None,
+            None,
+            "Cluster ID to register with; the UID of the child's kube-system "
+            "namespace when absent.",
+        ],
+        [
+            "cluster-reg-parent-url",
+            None,
+            None,
+            "URL of the parent cluster's API server.",
+        ],
+        [
+            "cluster-reg-token",
+            None,
+            None,
+            "Bootstrap token (<id>.<secret>) to register with. Never logged.",
+        ],
+        [
+            "cluster-reg-parent-ca-file",
+            None,
+            None,
+            "CA bundle of the parent's API server. When absent the CA is discovered "
+            "from kube-public/cluster-info and trusted only if its signature with "
+            "the bootstrap token verifies.",
+        ],
+        ["cluster-reg-name", None, None, "Name of this cluster in the parent."],
+        [
+            "cluster-reg-name-prefix",
+            None,
+            "clusternet-cluster",
+            "Prefix of a generated cluster name (5 random characters are added) "
+            "when --cluster-reg-name is absent.",
+        ],
+        [
+            "cluster-type",
+            None,
+            CLUSTER_TYPES[0],
+            "Type of the cluster: " + ", ".join(CLUSTER_TYPES) + ".",
+        ],
+        [
+            "cluster-reg-namespace",
+            None,
+            "edge-system",
+            "Namespace in the child holding the agent's secrets and leader lease.",
+        ],
+        [
+            "cluster-reg-secret",
+            None,
+            "clusternet-agent-cluster-registration",
+            "Secret holding parentURL and regToken, read when the flags are absent.",
+        ],
+        [
+            "parent-secret",
+            None,
+            "parent-cluster",
+            "Secret where the agent keeps the credentials the parent granted.",
+        ],
+        [
+            "cluster-status-collect-frequency",
+            None,
+            "20s",
+            "How often the child's status is collected.",
+        ],
+        [
+            "cluster-status-update-frequency",
+            None,
+            "3m",
+            "How often the collected status is reported to the parent.",
+        ],
+        [
+            "leader-elect",
+            None,
+            "true",
+            "Elect a leader among agent replicas (true/false).",
+        ],
+        ["lease-duration", None, "15s", "Duration of the leader-election lease."],
+        [
+            "renew-deadline",
+            None,
+            "10s",
+            "How long the leader tries to renew before giving up.",
+        ],
+        ["retry-period", None, "2s", "How often candidates try to acquire the lease."],
+        [
+            "metrics-listen",
+            None,
+            None,
+            "Plain-HTTP endpoint for /metrics and the probes, such as "
+            "tcp:9091:interface=127.0.0.1. Off when absent.",
+        ],
+        ["kube-threads", None, "10", "Threads for calls to the API servers."],
+        [
+            "shutdown-timeout",
+            None,
+            "8s",
+            "How long SIGTERM waits for streams to drain.",
+        ],
+    ]
+
+    coercions = {
+        "cluster-reg-parent-url": coerce_url,
+        "cluster-reg-name": _cluster_name,
+        "cluster-reg-name-prefix": _cluster_name_prefix,
+        "cluster-type": coerce_choice(*CLUSTER_TYPES),
+        "cluster-status-collect-frequency": coerce_duration,
+        "cluster-status-update-frequency": coerce_duration,
+        "leader-elect": coerce_bool,
+        "lease-duration": coerce_duration,
+        "renew-deadline": coerce_duration,
+        "retry-period": coerce_duration,
+        "kube-threads": coerce_positive_int,
+        "shutdown-timeout": coerce_duration,
+    }
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        for flag in (
+            "cluster-status-collect-frequency",
+            "cluster-status-update-frequency",
+            "lease-duration",
+            "renew-deadline",
+            "retry-period",
+        ):
+            if self[flag] <= 0:
+                raise UsageError(f"--{flag} must be longer than zero")
+        if not self["lease-duration"] > self["renew-deadline"]:
+            raise UsageError("--lease-duration must be longer than --renew-deadline")
+        if not self["renew-deadline"] > self["retry-period"]:
+            raise UsageError("--renew-deadline must be longer than --retry-period")
+        token = self["cluster-reg-token"]
+        if token is not None and not re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", token):
+            # Never echo the value: it is a secret.
+            raise UsageError(
+                "--cluster-reg-token: expected a bootstrap token of the form "
+                "[a-z0-9]{6}.[a-z0-9]{16}"
+            )
+        for flag in ("kubeconfig", "cluster-reg-parent-ca-file"):
+            require_readable_file(flag, self[flag])
+
+    def __repr__(self) -> str:
+        shown = {
+            k: ("<redacted>" if k == "cluster-reg-token" and v else v)
+            for k, v in self.items()
+        }
+        return f"<AgentOptions {shown!r}>"

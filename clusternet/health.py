@@ -1,0 +1,105 @@
+"""
+Health probes and Prometheus metrics as C{twisted.web} resources.
+
+Both the hub and the agent serve C{/healthz}, C{/readyz}, C{/livez} (with
+C{?verbose} listing each check, as the Kubernetes API server does) and C{/metrics}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from twisted.web.resource import Resource
+from twisted.web.server import Request
+
+__all__ = ["HealthChecks", "MetricsResource", "ProbeResource", "add_probes"]
+
+Check = Callable[[], str | None]
+"""
+A health check returns C{None} when healthy, else a short reason.
+"""
+
+
+class HealthChecks:
+    """
+    Named checks, in the order they were added, shared by the probes.
+    """
+
+    def __init__(self) -> None:
+        self._checks: dict[str, Check] = {"ping": lambda: None}
+
+    def add(self, name: str, check: Check) -> None:
+        self._checks[name] = check
+
+    def run(self) -> list[tuple[str, str | None]]:
+        results = []
+        for name, check in self._checks.items():
+            try:
+                reason = check()
+            except Exception as e:  # a broken check is a failed check
+                reason = f"check raised {type(e).__name__}"
+            results.append((name, reason))
+        return results
+
+
+class ProbeResource(Resource):
+    """
+    C{/healthz}-style probe: C{200 ok} when every check passes, else C{500}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, name: str, checks: HealthChecks) -> None:
+        super().__init__()
+        self._name = name
+        self._checks = checks
+
+    def render_GET(self, request: Request) -> bytes:
+        results = self._checks.run()
+        healthy = all(reason is None for _, reason in results)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"cache-control", b"no-cache, private")
+        if not healthy:
+            request.setResponseCode(500)
+        if b"verbose" not in (request.args or {}) and healthy:
+            return b"ok"
+        lines = []
+        for check, reason in results:
+            if reason is None:
+                lines.append(f"[+]{check} ok")
+            else:
+                lines.append(f"[-]{check} failed: {reason}")
+        verdict = "passed" if healthy else "failed"
+        lines.append(f"{self._name} check {verdict}")
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+    render_HEAD = render_GET
+
+
+class MetricsResource(Resource):
+    """
+    Prometheus text exposition of a registry.
+    """
+
+    isLeaf = True
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        super().__init__()
+        self._registry = registry
+
+    def render_GET(self, request: Request) -> bytes:
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
+        return bytes(generate_latest(self._registry))
+
+
+def add_probes(root: Resource, checks: HealthChecks) -> None:
+    """
+    Put C{/healthz}, C{/readyz}, C{/livez} and C{/metrics} under C{root}.
+    """
+    for name in (b"healthz", b"readyz", b"livez"):
+        root.putChild(name, ProbeResource(name.decode("ascii"), checks))
+    root.putChild(b"metrics", MetricsResource())

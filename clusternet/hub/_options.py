@@ -1,0 +1,162 @@
+"""
+Command-line options of C{twist clusternet-hub}.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from twisted.python.usage import UsageError
+
+from clusternet._options import (
+    ClusternetOptions,
+    coerce_duration,
+    coerce_port,
+    coerce_positive_int,
+    require_readable_file,
+)
+
+__all__ = ["HubOptions"]
+
+
+class HubOptions(ClusternetOptions):
+    """
+    Run the clusternet hub: the aggregated API server C{proxies.clusternet.io}
+    that holds the agents' tunnels and proxies requests to child clusters.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "The hub runs in (or beside) the parent cluster, behind the parent "
+        "kube-apiserver's aggregation layer. Logging is set with twist's own "
+        "--log-level, --log-format and --log-file."
+    )
+
+    optParameters: ClassVar[list[list[object]]] = [
+        [
+            "kubeconfig",
+            None,
+            None,
+            "Kubeconfig of the parent cluster. In-cluster configuration when absent.",
+        ],
+        ["secure-port", None, "443", "Port to serve HTTPS on (0 picks a free one)."],
+        ["bind-address", None, "0.0.0.0", "Address to serve HTTPS on."],  # noqa: S104
+        [
+            "listen",
+            None,
+            None,
+            "Twisted endpoint string to serve on instead of --bind-address and "
+            "--secure-port, for example ssl:6443:interface=127.0.0.1:"
+            "privateKey=tls.key:certKey=tls.crt.",
+        ],
+        [
+            "tls-cert-file",
+            None,
+            None,
+            "Serving certificate (PEM, may carry the chain). A self-signed pair is "
+            "made in memory, with a warning, when this and --tls-private-key-file "
+            "are absent.",
+        ],
+        ["tls-private-key-file", None, None, "Private key of --tls-cert-file (PEM)."],
+        [
+            "client-ca-file",
+            None,
+            None,
+            "CA bundle that signs client certificates sent directly to the hub.",
+        ],
+        [
+            "requestheader-client-ca-file",
+            None,
+            None,
+            "CA bundle that signs the front-proxy client certificate of the parent "
+            "kube-apiserver. Read from the parent's kube-system/"
+            "extension-apiserver-authentication ConfigMap when absent.",
+        ],
+        [
+            "requestheader-allowed-names",
+            None,
+            "",
+            "Comma-separated common names allowed for the front-proxy client "
+            "certificate; empty allows any certificate the CA signed.",
+        ],
+        [
+            "requestheader-username-headers",
+            None,
+            "X-Remote-User",
+            "Header(s) carrying the user.",
+        ],
+        [
+            "requestheader-group-headers",
+            None,
+            "X-Remote-Group",
+            "Header(s) carrying groups.",
+        ],
+        [
+            "requestheader-extra-headers-prefix",
+            None,
+            "X-Remote-Extra-",
+            "Prefix of headers carrying user extras.",
+        ],
+        [
+            "metrics-listen",
+            None,
+            None,
+            "Extra plain-HTTP endpoint for /metrics and the probes, such as "
+            "tcp:9090:interface=127.0.0.1. Off when absent; the HTTPS port always "
+            "serves them.",
+        ],
+        [
+            "kube-threads",
+            None,
+            "10",
+            "Threads for calls to the parent's API server (never made on the "
+            "reactor thread).",
+        ],
+        [
+            "cluster-lease-grace-period",
+            None,
+            "40s",
+            "How long after a child's last lease renewal its ManagedCluster turns "
+            "Ready=Unknown.",
+        ],
+        [
+            "shutdown-timeout",
+            None,
+            "8s",
+            "How long SIGTERM waits for tunnels and requests to drain.",
+        ],
+    ]
+
+    coercions = {
+        "secure-port": coerce_port,
+        "kube-threads": coerce_positive_int,
+        "cluster-lease-grace-period": coerce_duration,
+        "shutdown-timeout": coerce_duration,
+    }
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        cert, key = self["tls-cert-file"], self["tls-private-key-file"]
+        if bool(cert) != bool(key):
+            raise UsageError(
+                "--tls-cert-file and --tls-private-key-file go together: give both "
+                "or neither"
+            )
+        if self["listen"] and cert:
+            raise UsageError(
+                "--listen carries its own certificate (privateKey=/certKey=); do not "
+                "also give --tls-cert-file"
+            )
+        for flag in (
+            "kubeconfig",
+            "tls-cert-file",
+            "tls-private-key-file",
+            "client-ca-file",
+            "requestheader-client-ca-file",
+        ):
+            require_readable_file(flag, self[flag])
+        self["requestheader-allowed-names"] = [
+            name.strip()
+            for name in self["requestheader-allowed-names"].split(",")
+            if name.strip()
+        ]

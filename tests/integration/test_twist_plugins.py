@@ -1,0 +1,117 @@
+"""
+The installed C{twist} plugins, run as real processes.
+"""
+
+import json
+import re
+import ssl
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from support.processes import clean_env, command, twist
+
+
+def run(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=cwd, env=clean_env(), capture_output=True, text=True, timeout=60
+    )
+
+
+def test_twist_lists_both_plugins(tmp_path: Path) -> None:
+    result = run(command("twist"), "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "clusternet-hub" in result.stdout
+    assert "clusternet-agent" in result.stdout
+
+
+def test_agent_help_documents_defaults(tmp_path: Path) -> None:
+    result = run(command("twist"), "clusternet-agent", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "--cluster-status-update-frequency=" in text
+    assert re.search(r"--cluster-status-update-frequency=.*?\[default: 3m\]", text)
+    assert "[default: EdgeClusterSelfProvisioned]" in text
+
+
+def test_hub_help_works(tmp_path: Path) -> None:
+    result = run(command("twist"), "clusternet-hub", "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "--requestheader-client-ca-file" in result.stdout
+    assert "[default: 443]" in " ".join(result.stdout.split())
+
+
+def test_bad_value_exits_64_naming_the_flag(tmp_path: Path) -> None:
+    result = run(
+        command("twist"),
+        "clusternet-agent",
+        "--cluster-status-update-frequency=banana",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 64
+    output = result.stdout + result.stderr
+    first = output.strip().splitlines()[0]
+    assert first.startswith("Error:")
+    assert "--cluster-status-update-frequency" in first
+    assert "Traceback" not in output
+
+
+def test_unknown_flag_exits_64(tmp_path: Path) -> None:
+    result = run(command("twist"), "clusternet-hub", "--bogus", cwd=tmp_path)
+    assert result.returncode == 64
+    assert (result.stdout + result.stderr).strip().startswith("Error:")
+
+
+def test_hub_serves_probes_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
+    with twist(
+        "clusternet-hub", ["--secure-port=0", "--bind-address=127.0.0.1"], tmp_path
+    ) as hub:
+        event = hub.wait_for_event("Site (TLS) starting on")
+        port = int(re.search(r"starting on (\d+)", json.dumps(event)).group(1))  # type: ignore[union-attr]
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        for path, expected in (
+            ("/healthz", b"ok"),
+            ("/readyz", b"ok"),
+            ("/livez", b"ok"),
+        ):
+            with urllib.request.urlopen(
+                f"https://127.0.0.1:{port}{path}", context=context, timeout=10
+            ) as response:
+                assert response.read() == expected
+        try:
+            urllib.request.urlopen(
+                f"https://127.0.0.1:{port}/nothing", context=context, timeout=10
+            )
+        except urllib.error.HTTPError as e:
+            assert e.code == 404
+            assert json.loads(e.read())["kind"] == "Status"
+        else:
+            raise AssertionError("expected 404")
+        started = time.monotonic()
+        assert hub.terminate(timeout=10) == 0
+        assert time.monotonic() - started < 10
+        events = hub.events()
+        assert any("SIGTERM received" in e.get("log_format", "") for e in events)
+
+
+def test_agent_starts_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
+    with twist(
+        "clusternet-agent",
+        [
+            "--cluster-reg-parent-url=https://127.0.0.1:6443",
+            "--cluster-reg-token=07401b.f395accd246ae52d",
+        ],
+        tmp_path,
+    ) as agent:
+        agent.wait_for_event("clusternet-agent starting")
+        assert agent.terminate(timeout=10) == 0
+        assert "f395accd246ae52d" not in agent.log.read_text()
+
+
+def test_clusternet_console_script_help(tmp_path: Path) -> None:
+    result = run(command("clusternet"), "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "twist clusternet-hub" in result.stdout

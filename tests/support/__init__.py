@@ -1,0 +1,3 @@
+"""
+Helpers shared by the integration and end-to-end tests.
+"""
