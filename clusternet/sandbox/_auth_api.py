@@ -63,7 +63,7 @@ class AuthenticationError(Exception):
 
 
 class IAuthenticator(Interface):
-    def authenticate(credentials: RequestCredentials) -> UserInfo | None:  # type: ignore[misc]
+    def authenticate(credentials: RequestCredentials) -> UserInfo | None:
         """
         The user the credentials prove, or C{None} when they carry none this
         authenticator understands.
@@ -101,7 +101,7 @@ class Decision:
 
 
 class IAuthorizer(Interface):
-    def authorize(attributes: Attributes) -> Decision:  # type: ignore[misc]
+    def authorize(attributes: Attributes) -> Decision:
         """
         Whether the request may proceed, with the reason RBAC gives.
         """
