@@ -15,6 +15,15 @@ from typing import Any
 
 from attrs import frozen
 
+from clusternet.apis import (
+    PROXIES_API_VERSION,
+    PROXIES_GROUP,
+    PROXIES_VERSION,
+    proxies_api_group,
+    proxies_api_group_discovery,
+    proxies_api_resource_list,
+)
+
 __all__ = [
     "AGGREGATED_DISCOVERY_TYPE",
     "GROUP",
@@ -32,15 +41,12 @@ __all__ = [
     "socket_table",
 ]
 
-GROUP = "proxies.clusternet.io"
-VERSION = "v1alpha1"
-GROUP_VERSION = f"{GROUP}/{VERSION}"
+GROUP = PROXIES_GROUP
+VERSION = PROXIES_VERSION
+GROUP_VERSION = PROXIES_API_VERSION
 AGGREGATED_DISCOVERY_TYPE = (
     "application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
 )
-
-_SOCKET_VERBS = ["get", "list"]
-_PROXY_VERBS = ["create", "delete", "get", "patch", "update"]
 
 
 def rfc3339(when: float) -> str:
@@ -50,86 +56,28 @@ def rfc3339(when: float) -> str:
 
 
 def api_group() -> dict[str, Any]:
-    version = {"groupVersion": GROUP_VERSION, "version": VERSION}
-    return {
-        "kind": "APIGroup",
-        "apiVersion": "v1",
-        "name": GROUP,
-        "versions": [version],
-        "preferredVersion": version,
-    }
+    return proxies_api_group()
 
 
 def api_group_list() -> dict[str, Any]:
-    group = api_group()
+    group = proxies_api_group()
     del group["kind"], group["apiVersion"]
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [group]}
 
 
 def api_resource_list() -> dict[str, Any]:
-    return {
-        "kind": "APIResourceList",
-        "apiVersion": "v1",
-        "groupVersion": GROUP_VERSION,
-        "resources": [
-            {
-                "name": "sockets",
-                "singularName": "socket",
-                "namespaced": False,
-                "kind": "Socket",
-                "verbs": _SOCKET_VERBS,
-                "shortNames": ["ss"],
-                "categories": ["clusternet"],
-            },
-            {
-                "name": "sockets/proxy",
-                "singularName": "",
-                "namespaced": False,
-                "kind": "Socket",
-                "verbs": _PROXY_VERBS,
-            },
-        ],
-    }
+    return proxies_api_resource_list()
 
 
 def aggregated_discovery(version: str = "v2") -> dict[str, Any]:
     """
     The C{APIGroupDiscoveryList} for C{/apis}, as the parent's aggregator merges it.
     """
-    kind = {"group": "", "version": "", "kind": "Socket"}
     return {
         "kind": "APIGroupDiscoveryList",
         "apiVersion": f"apidiscovery.k8s.io/{version}",
         "metadata": {},
-        "items": [
-            {
-                "metadata": {"name": GROUP, "creationTimestamp": None},
-                "versions": [
-                    {
-                        "version": VERSION,
-                        "resources": [
-                            {
-                                "resource": "sockets",
-                                "responseKind": kind,
-                                "scope": "Cluster",
-                                "singularResource": "socket",
-                                "verbs": _SOCKET_VERBS,
-                                "shortNames": ["ss"],
-                                "categories": ["clusternet"],
-                                "subresources": [
-                                    {
-                                        "subresource": "proxy",
-                                        "responseKind": kind,
-                                        "verbs": _PROXY_VERBS,
-                                    }
-                                ],
-                            }
-                        ],
-                        "freshness": "Current",
-                    }
-                ],
-            }
-        ],
+        "items": [proxies_api_group_discovery()],
     }
 
 
