@@ -1,1 +1,108 @@
-"""clusternet.kube"""
+"""
+The Kubernetes client, run on a dedicated thread pool: configuration loading, a
+Deferred-returning API (L{IKubeAPI}, L{KubeClient}), informers, leader election
+and the heartbeat Lease.
+"""
+
+from clusternet.kube._client import PATCH_CONTENT_TYPES, IThreadPool, KubeClient
+from clusternet.kube._config import (
+    ConnectionInfo,
+    KubeConfigError,
+    api_client_for_token,
+    connection_info,
+    load_api_client,
+)
+from clusternet.kube._errors import (
+    AlreadyExists,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    KubeError,
+    KubeUnavailable,
+    MethodNotAllowed,
+    NotFound,
+    ServerError,
+    TooManyRequests,
+    Unauthorized,
+    error_for,
+)
+from clusternet.kube._informer import (
+    EventHandler,
+    Informer,
+    IResourceEventHandler,
+    Store,
+    object_key,
+)
+from clusternet.kube._interfaces import IKubeAPI, RawResponse, WatchEventCallback
+from clusternet.kube._leases import HeartbeatLease, LeaderElector
+from clusternet.kube._resources import (
+    APISERVICES,
+    CLUSTER_REGISTRATION_REQUESTS,
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    CONFIG_MAPS,
+    CUSTOM_RESOURCE_DEFINITIONS,
+    LEASES,
+    MANAGED_CLUSTERS,
+    NAMESPACES,
+    ROLE_BINDINGS,
+    ROLES,
+    SECRETS,
+    SERVICE_ACCOUNTS,
+    SUBJECT_ACCESS_REVIEWS,
+    TOKEN_REVIEWS,
+    Resource,
+)
+
+__all__ = [
+    "APISERVICES",
+    "CLUSTER_REGISTRATION_REQUESTS",
+    "CLUSTER_ROLES",
+    "CLUSTER_ROLE_BINDINGS",
+    "CONFIG_MAPS",
+    "CUSTOM_RESOURCE_DEFINITIONS",
+    "LEASES",
+    "MANAGED_CLUSTERS",
+    "NAMESPACES",
+    "PATCH_CONTENT_TYPES",
+    "ROLES",
+    "ROLE_BINDINGS",
+    "SECRETS",
+    "SERVICE_ACCOUNTS",
+    "SUBJECT_ACCESS_REVIEWS",
+    "TOKEN_REVIEWS",
+    "AlreadyExists",
+    "BadRequest",
+    "Conflict",
+    "ConnectionInfo",
+    "EventHandler",
+    "Forbidden",
+    "Gone",
+    "HeartbeatLease",
+    "IKubeAPI",
+    "IResourceEventHandler",
+    "IThreadPool",
+    "Informer",
+    "Invalid",
+    "KubeClient",
+    "KubeConfigError",
+    "KubeError",
+    "KubeUnavailable",
+    "LeaderElector",
+    "MethodNotAllowed",
+    "NotFound",
+    "RawResponse",
+    "Resource",
+    "ServerError",
+    "Store",
+    "TooManyRequests",
+    "Unauthorized",
+    "WatchEventCallback",
+    "api_client_for_token",
+    "connection_info",
+    "error_for",
+    "load_api_client",
+    "object_key",
+]
