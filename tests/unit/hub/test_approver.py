@@ -4,16 +4,98 @@ requests, and convergence when the hub dies at any step.
 """
 
 import base64
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from support.fake_kube import Crash, FakeKube
+from attrs import define
 
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, fail
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from clusternet.hub._approver import ApprovalQueue, Approver
-from clusternet.kube._resources import CLUSTER_REGISTRATION_REQUESTS
+from clusternet.kube import testing
+from clusternet.kube._resources import (
+    CLUSTER_REGISTRATION_REQUESTS,
+    CLUSTER_ROLE_BINDINGS,
+    CLUSTER_ROLES,
+    MANAGED_CLUSTERS,
+    NAMESPACES,
+    ROLES,
+    SECRETS,
+    SERVICE_ACCOUNTS,
+    Resource,
+)
+
+BY_PLURAL = {
+    r.plural: r
+    for r in (
+        CLUSTER_REGISTRATION_REQUESTS,
+        CLUSTER_ROLE_BINDINGS,
+        CLUSTER_ROLES,
+        MANAGED_CLUSTERS,
+        NAMESPACES,
+        ROLES,
+        SERVICE_ACCOUNTS,
+    )
+}
+
+
+class Crash(Exception):
+    """
+    An injected failure, as if the hub died before the call took effect.
+    """
+
+
+@define
+class FakeKube(testing.MemoryKubeAPI):
+    """
+    The in-memory parent, plus a token controller and a crash at the Nth call.
+    """
+
+    fail_at: int | None = None
+
+    def _answer(
+        self,
+        method: str,
+        resource: Resource,
+        name: str,
+        make: Callable[[], dict[str, Any]],
+    ) -> Deferred[dict[str, Any]]:
+        if self.fail_at is not None and len(self.calls) + 1 == self.fail_at:
+            self.calls.append((method, resource.plural, name))
+            return fail(
+                Crash(f"crash at call {self.fail_at}: {method} {resource.plural}")
+            )
+        return super()._answer(method, resource, name, make)
+
+    def create(
+        self,
+        resource: Resource,
+        body: Mapping[str, Any],
+        namespace: str | None = None,
+        **kw: Any,
+    ) -> Deferred[dict[str, Any]]:
+        if (
+            resource == SECRETS
+            and body.get("type") == "kubernetes.io/service-account-token"
+        ):
+            body = dict(body)
+            body["data"] = {
+                "token": base64.b64encode(
+                    b"token-for-" + body["metadata"]["name"].encode()
+                ).decode(),
+                "ca.crt": base64.b64encode(b"CA PEM").decode(),
+            }
+        return super().create(resource, body, namespace, **kw)
+
+    def of(self, plural: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        return [
+            o
+            for o in self.objects(BY_PLURAL[plural])
+            if namespace is None or o["metadata"].get("namespace") == namespace
+        ]
+
 
 ID = "0b9f5e4a-7f1c-4c39-9d7e-3f2b4b8a1c2d"
 
@@ -146,9 +228,15 @@ class ApproverTests(SynchronousTestCase):
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}
         ]
         request["status"] = {}
-        self.kube.objects[
-            ("clusterregistrationrequests", "", request["metadata"]["name"])
-        ]["status"] = {}
+        self.successResultOf(
+            self.kube.patch(
+                CLUSTER_REGISTRATION_REQUESTS,
+                request["metadata"]["name"],
+                {"status": None},
+                subresource="status",
+            )
+        )
+        self.successResultOf(self.kube.update(CLUSTER_ROLES, cluster_role))
         self.successResultOf(self.approve(request))
         [after] = self.kube.of("clusterroles")
         assert after["rules"] == [
