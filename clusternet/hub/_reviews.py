@@ -1,15 +1,10 @@
 """
-TokenReview and SubjectAccessReview against the parent's API server.
-
-Calls of the C{kubernetes} client block, so they run through C{run}: a callable
-that runs a function on the hub's dedicated Kubernetes thread pool and returns a
-Deferred (L{clusternet.kube} provides it).
+TokenReview and SubjectAccessReview against the parent's API server, through
+L{clusternet.kube.IKubeAPI} (its calls run on the hub's Kubernetes thread pool).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -22,10 +17,10 @@ from clusternet.hub._auth import (
     RequestAttributes,
     User,
 )
+from clusternet.kube._interfaces import IKubeAPI
+from clusternet.kube._resources import SUBJECT_ACCESS_REVIEWS, TOKEN_REVIEWS
 
 __all__ = ["KubeAccessReviewer", "KubeTokenReviewer"]
-
-RunInPool = Callable[..., Deferred[Any]]
 
 
 @implementer(ITokenReviewer)
@@ -36,29 +31,20 @@ class KubeTokenReviewer:
 
     _log = Logger()
 
-    def __init__(
-        self, run: RunInPool, api_client: Any, audiences: tuple[str, ...] = ()
-    ) -> None:
-        self._run = run
-        self._api_client = api_client
+    def __init__(self, kube: IKubeAPI, audiences: tuple[str, ...] = ()) -> None:
+        self._kube = kube
         self._audiences = audiences
 
-    def _call(self, token: str) -> dict[str, Any]:
-        from kubernetes import client
-
-        body: dict[str, Any] = {
+    def review(self, token: str) -> Deferred[User | None]:
+        spec: dict[str, Any] = {"token": token}
+        if self._audiences:
+            spec["audiences"] = list(self._audiences)
+        body = {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenReview",
-            "spec": {"token": token},
+            "spec": spec,
         }
-        if self._audiences:
-            body["spec"]["audiences"] = list(self._audiences)
-        api: Any = client.AuthenticationV1Api(self._api_client)
-        response = api.create_token_review(body, _preload_content=False)
-        result: dict[str, Any] = json.loads(response.data)
-        return result
 
-    def review(self, token: str) -> Deferred[User | None]:
         def parse(review: dict[str, Any]) -> User | None:
             status = review.get("status") or {}
             if not status.get("authenticated"):
@@ -77,7 +63,7 @@ class KubeTokenReviewer:
             self._log.failure("TokenReview against the parent failed", failure)
             return None
 
-        return self._run(self._call, token).addCallbacks(parse, failed)
+        return self._kube.create(TOKEN_REVIEWS, body).addCallbacks(parse, failed)
 
 
 @implementer(IAccessReviewer)
@@ -86,11 +72,8 @@ class KubeAccessReviewer:
     Ask the parent whether a user may act on a socket (SubjectAccessReview).
     """
 
-    _log = Logger()
-
-    def __init__(self, run: RunInPool, api_client: Any) -> None:
-        self._run = run
-        self._api_client = api_client
+    def __init__(self, kube: IKubeAPI) -> None:
+        self._kube = kube
 
     @staticmethod
     def body(user: User, attributes: RequestAttributes) -> dict[str, Any]:
@@ -116,14 +99,6 @@ class KubeAccessReviewer:
             "spec": spec,
         }
 
-    def _call(self, body: dict[str, Any]) -> dict[str, Any]:
-        from kubernetes import client
-
-        api: Any = client.AuthorizationV1Api(self._api_client)
-        response = api.create_subject_access_review(body, _preload_content=False)
-        result: dict[str, Any] = json.loads(response.data)
-        return result
-
     def review(
         self, user: User, attributes: RequestAttributes
     ) -> Deferred[tuple[bool, str]]:
@@ -132,4 +107,6 @@ class KubeAccessReviewer:
             reason = status.get("reason") or status.get("evaluationError") or ""
             return bool(status.get("allowed")) and not status.get("denied"), reason
 
-        return self._run(self._call, self.body(user, attributes)).addCallback(parse)
+        return self._kube.create(
+            SUBJECT_ACCESS_REVIEWS, self.body(user, attributes)
+        ).addCallback(parse)
