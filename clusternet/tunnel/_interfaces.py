@@ -1,0 +1,95 @@
+"""
+The seams of the tunnel: carrier transports, the session's side of them, the
+acceptor of incoming streams and the dial policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IProtocol
+from twisted.python.failure import Failure
+from zope.interface import Attribute, Interface
+
+__all__ = ["IDialPolicy", "IStreamAcceptor", "ITunnelProtocol", "ITunnelTransport"]
+
+
+class ITunnelTransport(Interface):
+    """
+    A carrier: an ordered, reliable byte pipe between two session ends
+    (WebSocket, TLS/TCP, memory).  It moves bytes and knows nothing of frames.
+    """
+
+    peer = Attribute("A short text naming the far end, for logs.")
+
+    def write(data: Sequence[bytes]) -> None:
+        """
+        Send C{data}, one or more complete frames, in order.
+        """
+
+    def close() -> None:
+        """
+        Send what is buffered, then close the carrier.
+        """
+
+    def abort() -> None:
+        """
+        Close the carrier now, dropping buffered bytes.
+        """
+
+
+class ITunnelProtocol(Interface):
+    """
+    What a carrier drives: the session end.  Implemented by L{TunnelSession}.
+    """
+
+    def connection_made(transport: ITunnelTransport) -> None:
+        """
+        The carrier is up.
+        """
+
+    def data_received(data: bytes) -> None:
+        """
+        Bytes arrived from the peer.
+        """
+
+    def connection_lost(reason: Failure) -> None:
+        """
+        The carrier is gone.
+        """
+
+    def pause_writing() -> None:
+        """
+        The carrier's send buffer is full: stop local sources.
+        """
+
+    def resume_writing() -> None:
+        """
+        The carrier drained its send buffer.
+        """
+
+
+class IStreamAcceptor(Interface):
+    """
+    Decides what to do with a stream the peer opens.
+    """
+
+    def accept(target: str) -> Deferred[IProtocol]:
+        """
+        Return a Deferred that fires with the protocol to connect to the new
+        stream (its transport will be the stream), or fails with
+        L{clusternet.tunnel.OpenRefused} (or any error, reported as a failed
+        dial) to refuse it.  The Deferred may be cancelled if the peer gives up.
+        """
+
+
+class IDialPolicy(Interface):
+    """
+    Which targets the accepting side may connect streams to.
+    """
+
+    def allows(host: str, port: int) -> bool:
+        """
+        Whether a stream may be connected to C{host}:C{port}.
+        """

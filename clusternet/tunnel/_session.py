@@ -1,0 +1,940 @@
+"""
+The Twisted side of a tunnel session: streams as transports, keepalive, drain.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from attrs import field, frozen
+
+from twisted.internet.defer import CancelledError, Deferred, fail, succeed
+from twisted.internet.error import (
+    ConnectionAborted,
+    ConnectionDone,
+    ConnectionLost,
+)
+from twisted.internet.interfaces import (
+    IAddress,
+    IConsumer,
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IProtocol,
+    IPushProducer,
+    IReactorTime,
+    ITransport,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from clusternet.tunnel._codec import (
+    DEFAULT_INITIAL_WINDOW,
+    DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_STREAMS,
+    ErrorCode,
+    Hello,
+    OpenFailReason,
+)
+from clusternet.tunnel._errors import (
+    OpenRefused,
+    StreamOpenFailed,
+    TunnelClosed,
+    TunnelStreamReset,
+)
+from clusternet.tunnel._interfaces import (
+    IStreamAcceptor,
+    ITunnelProtocol,
+    ITunnelTransport,
+)
+from clusternet.tunnel._machine import (
+    DataReceived,
+    GoAwayReceived,
+    HandshakeCompleted,
+    LocalStreamError,
+    PingReceived,
+    PongReceived,
+    Role,
+    SessionMachine,
+    SessionTerminated,
+    StreamAccepted,
+    StreamEnded,
+    StreamOpenRequested,
+    StreamRejected,
+    StreamReset,
+    WindowOpened,
+)
+from clusternet.tunnel._metrics import TunnelMetrics
+
+if TYPE_CHECKING:
+    from clusternet.tunnel._endpoint import TunnelEndpoint
+
+__all__ = ["SessionConfig", "TunnelAddress", "TunnelSession", "TunnelStream"]
+
+
+def _positive(instance: object, attribute: Any, value: float) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be positive")
+
+
+@frozen
+class SessionConfig:
+    """
+    Limits and timers of a session.  Windows and frame sizes are what this side
+    advertises (what the peer may send to us).
+    """
+
+    initial_window: int = DEFAULT_INITIAL_WINDOW
+    max_frame: int = DEFAULT_MAX_FRAME
+    max_streams: int = DEFAULT_MAX_STREAMS
+    ping_interval: float = field(default=10.0, validator=_positive)
+    ping_timeout: float = field(default=30.0, validator=_positive)
+    open_timeout: float = field(default=30.0, validator=_positive)
+
+    def hello(self) -> Hello:
+        return Hello(
+            initial_window=self.initial_window,
+            max_frame=self.max_frame,
+            max_streams=self.max_streams,
+        )
+
+
+@implementer(IAddress)
+@frozen
+class TunnelAddress:
+    """
+    The address of a stream: its target and the session it runs in.
+    """
+
+    target: str
+    session: str
+    stream_id: int
+
+
+@implementer(ITransport, IConsumer, IPushProducer)
+class TunnelStream:
+    """
+    One stream, seen by the protocol connected to it as its transport.
+
+    It behaves like a TCP transport: C{write} never blocks (bytes beyond the
+    send window wait here, and a registered streaming producer is paused until
+    they are sent); C{pauseProducing} stops the credit that lets the peer send
+    more, so at most one window of bytes is ever buffered for a slow reader.
+    """
+
+    _log = Logger()
+
+    def __init__(self, session: TunnelSession, stream_id: int, target: str) -> None:
+        self.session = session
+        self.stream_id = stream_id
+        self.target = target
+        self.protocol: IProtocol | None = None
+        self.disconnecting = False
+        self.disconnected = False
+        self._address = TunnelAddress(target, session.name, stream_id)
+        # incoming
+        self._reading_paused = False
+        self._inbox: deque[bytes] = deque()
+        self._unacknowledged = 0
+        self._remote_fin = False
+        self._fin_delivered = False
+        self._read_closed_locally = False
+        # outgoing
+        self._pending: deque[bytes] = deque()
+        self._pending_size = 0
+        self._producer: Any = None
+        self._streaming = False
+        self._producer_paused = False
+        self._fin_wanted = False
+        self._fin_sent = False
+        self._closed_reason: Failure | None = None
+
+    def __repr__(self) -> str:
+        return f"<TunnelStream {self.stream_id} to {self.target}>"
+
+    # -- attaching -------------------------------------------------------
+
+    def _attach(self, protocol: IProtocol) -> None:
+        self.protocol = protocol
+        protocol.makeConnection(self)
+        if self._closed_reason is not None:
+            reason, self._closed_reason = self._closed_reason, None
+            self._deliver_lost(reason)
+            return
+        self._deliver_inbox()
+
+    # -- ITransport ------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self._fin_wanted or self.disconnected or not data:
+            return
+        if self._pending:
+            self._pending.append(data)
+            self._pending_size += len(data)
+            self._update_producer()
+            return
+        session = self.session
+        try:
+            taken = session._machine.send_data(self.stream_id, data)
+        except LocalStreamError:
+            return
+        if taken < len(data):
+            rest = data[taken:]
+            self._pending.append(rest)
+            self._pending_size += len(rest)
+            self._update_producer()
+        session._flush()
+
+    def writeSequence(self, data: Iterable[bytes]) -> None:
+        self.write(b"".join(data))
+
+    def loseConnection(self) -> None:
+        """
+        Finish sending, send FIN, and stop reading: the protocol sees
+        C{connectionLost} once the buffered bytes are sent.
+        """
+        if self.disconnected or self.disconnecting:
+            return
+        self.disconnecting = True
+        self._read_closed_locally = True
+        self._inbox.clear()
+        self.loseWriteConnection()
+        if self._fin_sent:
+            self._finish(Failure(ConnectionDone("stream closed")))
+
+    def loseWriteConnection(self) -> None:
+        """
+        Half-close: send FIN once the buffered bytes are sent; keep reading.
+        """
+        if self._fin_wanted or self.disconnected:
+            return
+        self._fin_wanted = True
+        if not self._pending:
+            self._send_fin()
+
+    def abortConnection(self) -> None:
+        if self.disconnected:
+            return
+        self.session._reset_stream(self, ErrorCode.CANCEL, "stream aborted")
+        self._finish(Failure(ConnectionAborted("stream aborted")))
+
+    def getPeer(self) -> TunnelAddress:
+        return self._address
+
+    def getHost(self) -> TunnelAddress:
+        return self._address
+
+    # -- IConsumer -------------------------------------------------------
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        if self._producer is not None:
+            raise RuntimeError(f"{self!r} already has a producer")
+        if self.disconnected:
+            producer.stopProducing()
+            return
+        self._producer = producer
+        self._streaming = streaming
+        self._producer_paused = False
+        if not streaming:
+            producer.resumeProducing()
+        else:
+            self._update_producer()
+
+    def unregisterProducer(self) -> None:
+        self._producer = None
+        self._producer_paused = False
+
+    # -- IPushProducer (the protocol reading from us) -----------------------
+
+    def pauseProducing(self) -> None:
+        self._reading_paused = True
+
+    def resumeProducing(self) -> None:
+        if not self._reading_paused:
+            return
+        self._reading_paused = False
+        self._deliver_inbox()
+
+    def stopProducing(self) -> None:
+        # As for a TCP transport: the consumer is gone, close cleanly.
+        self.loseConnection()
+
+    # -- internals -------------------------------------------------------
+
+    def _update_producer(self) -> None:
+        producer = self._producer
+        if producer is None or not self._streaming:
+            return
+        blocked = bool(self._pending) or self.session._carrier_paused
+        if blocked and not self._producer_paused:
+            self._producer_paused = True
+            producer.pauseProducing()
+        elif not blocked and self._producer_paused:
+            self._producer_paused = False
+            producer.resumeProducing()
+
+    def _send_fin(self) -> None:
+        if self._fin_sent:
+            return
+        self._fin_sent = True
+        try:
+            done = self.session._machine.send_fin(self.stream_id)
+        except LocalStreamError:
+            done = False
+        self.session._flush()
+        if done:
+            self.session._forget(self)
+            self._finish(Failure(ConnectionDone("stream closed")))
+
+    def _window_opened(self) -> None:
+        machine = self.session._machine
+        pending = self._pending
+        while pending:
+            head = pending[0]
+            try:
+                taken = machine.send_data(self.stream_id, head)
+            except LocalStreamError:
+                return
+            if taken == 0:
+                break
+            self._pending_size -= taken
+            if taken < len(head):
+                pending[0] = head[taken:]
+                break
+            pending.popleft()
+        self.session._flush()
+        if not pending:
+            if self._fin_wanted:
+                self._send_fin()
+                if self.disconnecting and not self.disconnected:
+                    self._finish(Failure(ConnectionDone("stream closed")))
+                    return
+            if self._producer is not None and not self._streaming:
+                self._producer.resumeProducing()
+        self._update_producer()
+
+    def _data(self, data: bytes) -> None:
+        if self._read_closed_locally or self.protocol is None:
+            if self._read_closed_locally:
+                self.session._machine.consumed(self.stream_id, len(data))
+            else:
+                self._inbox.append(data)
+            return
+        if self._reading_paused or self._inbox:
+            self._inbox.append(data)
+            return
+        self.protocol.dataReceived(data)
+        if self._paused_now():
+            self._unacknowledged += len(data)
+        else:
+            self.session._machine.consumed(self.stream_id, len(data))
+
+    def _paused_now(self) -> bool:
+        # A method, so that type checkers do not assume the protocol cannot
+        # have paused us while it handled the data.
+        return self._reading_paused
+
+    def _deliver_inbox(self) -> None:
+        machine = self.session._machine
+        inbox = self._inbox
+        while inbox and not self._reading_paused and not self.disconnected:
+            data = inbox.popleft()
+            assert self.protocol is not None
+            self.protocol.dataReceived(data)
+            self._unacknowledged += len(data)
+        if not self._reading_paused and self._unacknowledged:
+            machine.consumed(self.stream_id, self._unacknowledged)
+            self._unacknowledged = 0
+            self.session._flush()
+        if (
+            not inbox
+            and not self._reading_paused
+            and self._remote_fin
+            and not self._fin_delivered
+        ):
+            self._deliver_fin()
+
+    def _ended(self, closed: bool) -> None:
+        self._remote_fin = True
+        if closed:
+            self.session._forget(self)
+        if self.protocol is None:
+            return
+        if closed and self._read_closed_locally:
+            self._finish(Failure(ConnectionDone("stream closed")))
+            return
+        if not self._inbox and not self._reading_paused:
+            self._deliver_fin()
+
+    def _deliver_fin(self) -> None:
+        self._fin_delivered = True
+        protocol = self.protocol
+        if self.disconnected or protocol is None:
+            return
+        if self._fin_sent and self.stream_id not in self.session._streams:
+            if IHalfCloseableProtocol.providedBy(protocol):
+                protocol.readConnectionLost()
+            self._finish(Failure(ConnectionDone("stream closed")))
+            return
+        if IHalfCloseableProtocol.providedBy(protocol):
+            protocol.readConnectionLost()
+        else:
+            self.loseConnection()
+
+    def _finish(self, reason: Failure) -> None:
+        """
+        The protocol is done with this stream: tell it once.
+        """
+        if self.disconnected:
+            return
+        self.disconnected = True
+        self.disconnecting = False
+        self._pending.clear()
+        self._pending_size = 0
+        self._inbox.clear()
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            producer.stopProducing()
+        if self.protocol is None:
+            self._closed_reason = reason
+            return
+        self._deliver_lost(reason)
+
+    def _deliver_lost(self, reason: Failure) -> None:
+        assert self.protocol is not None
+        try:
+            self.protocol.connectionLost(reason)
+        except Exception:
+            self._log.failure("connectionLost of {stream!r} failed", stream=self)
+
+
+@implementer(ITunnelProtocol)
+class TunnelSession:
+    """
+    One end of a tunnel: streams over a carrier (see docs/tunnel-protocol.md).
+
+    Create it with its role, hand it to a carrier (which calls
+    C{connection_made}), then open streams with L{open_stream} or
+    L{endpoint_for}; streams the peer opens go to the C{acceptor}.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        role: Role,
+        clock: IReactorTime,
+        *,
+        acceptor: IStreamAcceptor | None = None,
+        config: SessionConfig | None = None,
+        metrics: TunnelMetrics | None = None,
+        name: str = "",
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.role = role
+        self.clock = clock
+        self.acceptor = acceptor
+        self.config = config if config is not None else SessionConfig()
+        self.metrics = metrics if metrics is not None else TunnelMetrics()
+        self.name = name
+        self.transport: ITunnelTransport | None = None
+        self.close_reason: str | None = None
+        self._random_bytes = random_bytes
+        self._machine = SessionMachine(role, self.config.hello())
+        self._streams: dict[int, TunnelStream] = {}
+        self._opening: dict[int, Deferred[TunnelStream]] = {}
+        self._open_timers: dict[int, IDelayedCall] = {}
+        self._accepting: dict[int, Deferred[IProtocol]] = {}
+        self._ready_waiters: list[Deferred[TunnelSession]] = []
+        self._closed_waiters: list[Deferred[str]] = []
+        self._carrier_paused = False
+        self._timer: IDelayedCall | None = None
+        self._last_received = 0.0
+        self._next_ping = 0.0
+        self._connected_at: float | None = None
+        self._frames_in_seen = 0
+        self._frames_out_seen = 0
+        self._counted = False
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            DataReceived: self._on_data,
+            WindowOpened: self._on_window,
+            StreamAccepted: self._on_accepted,
+            StreamRejected: self._on_rejected,
+            StreamEnded: self._on_ended,
+            StreamReset: self._on_reset,
+            StreamOpenRequested: self._on_open_requested,
+            HandshakeCompleted: self._on_handshake,
+            GoAwayReceived: self._on_goaway,
+            SessionTerminated: self._on_terminated,
+            PingReceived: lambda event: None,
+            PongReceived: lambda event: None,
+        }
+
+    def __repr__(self) -> str:
+        return f"<TunnelSession {self.name or id(self)} {self.role.name}>"
+
+    # -- state -----------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        return self.close_reason is not None
+
+    @property
+    def ready(self) -> bool:
+        return self._machine.handshake_done and not self.closed
+
+    @property
+    def stream_count(self) -> int:
+        return self._machine.stream_count
+
+    @property
+    def peer_hello(self) -> Hello | None:
+        return self._machine.peer
+
+    @property
+    def connected_for(self) -> float:
+        if self._connected_at is None:
+            return 0.0
+        return self.clock.seconds() - self._connected_at
+
+    def when_ready(self) -> Deferred[TunnelSession]:
+        """
+        Fires with the session once the handshake is done; fails with
+        L{TunnelClosed} if the session ends first.
+        """
+        if self.closed:
+            return fail(TunnelClosed(string=self.close_reason))
+        if self._machine.handshake_done:
+            return succeed(self)
+        d: Deferred[TunnelSession] = Deferred()
+        self._ready_waiters.append(d)
+        return d
+
+    def when_closed(self) -> Deferred[str]:
+        """
+        Fires with the reason text once the session is over.
+        """
+        if self.close_reason is not None:
+            return succeed(self.close_reason)
+        d: Deferred[str] = Deferred()
+        self._closed_waiters.append(d)
+        return d
+
+    # -- ITunnelProtocol ---------------------------------------------------
+
+    def connection_made(self, transport: ITunnelTransport) -> None:
+        self.transport = transport
+        now = self.clock.seconds()
+        self._connected_at = now
+        self._last_received = now
+        self._next_ping = now + self.config.ping_interval
+        self._counted = True
+        self.metrics.sessions_open += 1
+        self.metrics.sessions_total += 1
+        self._flush()
+        self._schedule()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return
+        self.metrics.bytes_in += len(data)
+        self._last_received = self.clock.seconds()
+        events = self._machine.receive(data)
+        handlers = self._handlers
+        for event in events:
+            handlers[type(event)](event)
+            if self.close_reason is not None:
+                break
+        self._flush()
+        if self._machine.drained and not self.closed:
+            self._shutdown("drained", abort=False)
+
+    def connection_lost(self, reason: Failure) -> None:
+        if self.closed:
+            return
+        message = f"tunnel carrier lost: {reason.getErrorMessage()}"
+        self._machine._close(ErrorCode.CONNECTION_ERROR, message)
+        self._ended(message)
+
+    def pause_writing(self) -> None:
+        self._carrier_paused = True
+        for stream in list(self._streams.values()):
+            stream._update_producer()
+
+    def resume_writing(self) -> None:
+        self._carrier_paused = False
+        for stream in list(self._streams.values()):
+            stream._update_producer()
+
+    # -- opening streams -------------------------------------------------
+
+    def open_stream(self, target: str) -> Deferred[TunnelStream]:
+        """
+        Open a stream to C{target} (C{host:port}); fires with the stream once
+        the peer accepted it.  Fails with L{StreamOpenFailed} (the peer refused),
+        L{TunnelClosed}, or C{TimeoutError} after C{open_timeout}.  Cancelling
+        it resets the stream.
+        """
+        if self.closed:
+            return fail(TunnelClosed(string=self.close_reason))
+        if not self._machine.handshake_done:
+            return self.when_ready().addCallback(lambda _: self.open_stream(target))
+        try:
+            stream_id = self._machine.open_stream(target)
+        except LocalStreamError as error:
+            if error.reason is None:
+                return fail(TunnelClosed(string=error.message))
+            return fail(StreamOpenFailed(error.reason, error.message))
+        self._flush()
+        stream = TunnelStream(self, stream_id, target)
+
+        def cancel(d: Deferred[TunnelStream]) -> None:
+            self._opening.pop(stream_id, None)
+            self._streams.pop(stream_id, None)
+            self._cancel_timer(stream_id)
+            self._machine.reset_stream(stream_id, ErrorCode.CANCEL, "open cancelled")
+            self._flush()
+
+        d: Deferred[TunnelStream] = Deferred(cancel)
+        self._streams[stream_id] = stream
+        self._opening[stream_id] = d
+        self._open_timers[stream_id] = self.clock.callLater(
+            self.config.open_timeout, self._open_timed_out, stream_id
+        )
+        return d
+
+    def endpoint_for(self, target: str) -> TunnelEndpoint:
+        """
+        An C{IStreamClientEndpoint} whose connections are streams to C{target}.
+        """
+        from clusternet.tunnel._endpoint import TunnelEndpoint
+
+        return TunnelEndpoint(self, target)
+
+    def _open_timed_out(self, stream_id: int) -> None:
+        self._open_timers.pop(stream_id, None)
+        d = self._opening.pop(stream_id, None)
+        self._streams.pop(stream_id, None)
+        self._machine.reset_stream(stream_id, ErrorCode.CANCEL, "open timed out")
+        self._flush()
+        if d is not None:
+            d.errback(
+                TimeoutError(f"no answer to OPEN within {self.config.open_timeout}s")
+            )
+
+    def _cancel_timer(self, stream_id: int) -> None:
+        timer = self._open_timers.pop(stream_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    # -- draining and closing ----------------------------------------------
+
+    def go_away(self, message: str = "going away") -> None:
+        """
+        Start a graceful drain: no new streams either way, running ones finish,
+        then the carrier closes.
+        """
+        if self.closed:
+            return
+        self._machine.go_away(ErrorCode.NO_ERROR, message)
+        self._flush()
+        if self._machine.drained:
+            self._shutdown("drained", abort=False)
+
+    def drain(self, timeout: float) -> Deferred[str]:
+        """
+        L{go_away}, then wait for the streams to finish; after C{timeout}
+        seconds reset whatever is left.  Fires with the close reason.
+        """
+        done = self.when_closed()
+        self.go_away("draining")
+        if not self.closed:
+            timer = self.clock.callLater(
+                timeout, self.close, "drain timed out", ErrorCode.NO_ERROR
+            )
+
+            def stop_timer(result: str) -> str:
+                if timer.active():
+                    timer.cancel()
+                return result
+
+            done.addBoth(stop_timer)
+        return done
+
+    def close(
+        self, message: str = "closed", code: ErrorCode = ErrorCode.NO_ERROR
+    ) -> None:
+        """
+        End the session now: tell the peer (GOAWAY), reset every stream, close
+        the carrier.
+        """
+        if self.closed:
+            return
+        if code == ErrorCode.NO_ERROR:
+            # A fatal GOAWAY needs a non-zero code; NO_ERROR closes are drains
+            # that did not finish.
+            code = ErrorCode.CANCEL
+        self._machine.terminate(code, message)
+        self._flush()
+        self._shutdown(message, abort=False)
+
+    def abort(self, message: str = "aborted") -> None:
+        """
+        Drop the carrier without a word and fail every stream.
+        """
+        if self.closed:
+            return
+        self._machine._close(ErrorCode.CANCEL, message)
+        self._shutdown(message, abort=True)
+
+    def _shutdown(self, message: str, abort: bool) -> None:
+        transport = self.transport
+        self._ended(message)
+        if transport is not None:
+            if abort:
+                transport.abort()
+            else:
+                transport.close()
+
+    def _ended(self, message: str) -> None:
+        """
+        Everything stops: fail waiters and streams, stop the timer, count.
+        """
+        if self.close_reason is not None:
+            return
+        self.close_reason = message
+        self._log.info(
+            "Tunnel session {name} closed: {reason}", name=self.name, reason=message
+        )
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._counted:
+            self._counted = False
+            self.metrics.sessions_open -= 1
+        for stream_id in list(self._open_timers):
+            self._cancel_timer(stream_id)
+        opening, self._opening = self._opening, {}
+        accepting, self._accepting = self._accepting, {}
+        streams, self._streams = self._streams, {}
+        for d in opening.values():
+            d.errback(TunnelClosed(string=message))
+        for d2 in accepting.values():
+            d2.cancel()
+        for stream in streams.values():
+            if stream.stream_id in opening:
+                continue
+            self.metrics.streams_open -= 1
+            self.metrics.streams_reset += 1
+            stream._finish(
+                Failure(TunnelStreamReset(ErrorCode.CONNECTION_ERROR, message))
+            )
+        ready, self._ready_waiters = self._ready_waiters, []
+        for d3 in ready:
+            d3.errback(TunnelClosed(string=message))
+        waiters, self._closed_waiters = self._closed_waiters, []
+        for d4 in waiters:
+            d4.callback(message)
+
+    # -- keepalive -------------------------------------------------------
+
+    def _schedule(self) -> None:
+        if self.closed:
+            return
+        deadline = self._last_received + self.config.ping_timeout
+        at = min(deadline, self._next_ping)
+        delay = max(0.0, at - self.clock.seconds())
+        self._timer = self.clock.callLater(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self.closed:
+            return
+        now = self.clock.seconds()
+        if now - self._last_received >= self.config.ping_timeout:
+            self.metrics.ping_timeouts += 1
+            message = f"no sign of life from the peer for {self.config.ping_timeout}s"
+            self._machine.terminate(ErrorCode.PING_TIMEOUT, message)
+            self._flush()
+            self._shutdown(message, abort=True)
+            return
+        if now >= self._next_ping:
+            self._machine.ping(self._random_bytes(8))
+            self._flush()
+            self._next_ping = now + self.config.ping_interval
+        self._schedule()
+
+    # -- output ----------------------------------------------------------
+
+    def _flush(self) -> None:
+        machine = self._machine
+        out = machine.data_to_send()
+        frames = machine.frames_sent
+        if frames != self._frames_out_seen:
+            self.metrics.frames_out += frames - self._frames_out_seen
+            self._frames_out_seen = frames
+        if not out or self.transport is None:
+            if out:
+                # Not connected yet: keep the bytes for connection_made.
+                machine._outgoing[:0] = out
+            return
+        size = 0
+        for chunk in out:
+            size += len(chunk)
+        self.metrics.bytes_out += size
+        self.transport.write(out)
+
+    # -- stream bookkeeping ------------------------------------------------
+
+    def _forget(self, stream: TunnelStream) -> None:
+        if self._streams.pop(stream.stream_id, None) is not None:
+            self.metrics.streams_open -= 1
+
+    def _reset_stream(
+        self, stream: TunnelStream, code: ErrorCode, message: str
+    ) -> None:
+        self._machine.reset_stream(stream.stream_id, code, message)
+        if self._streams.pop(stream.stream_id, None) is not None:
+            self.metrics.streams_open -= 1
+            self.metrics.streams_reset += 1
+        self._flush()
+        if self._machine.drained and not self.closed:
+            self._shutdown("drained", abort=False)
+
+    def _after_stream_change(self) -> None:
+        if self._machine.drained and not self.closed:
+            self._shutdown("drained", abort=False)
+
+    # -- events ----------------------------------------------------------
+
+    def _on_data(self, event: DataReceived) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is None:
+            # Closed locally in the meantime: give the credit back anyway.
+            self._machine.consumed(event.stream_id, len(event.data))
+            return
+        stream._data(event.data)
+
+    def _on_window(self, event: WindowOpened) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is not None and stream._pending:
+            stream._window_opened()
+
+    def _on_accepted(self, event: StreamAccepted) -> None:
+        self._cancel_timer(event.stream_id)
+        d = self._opening.pop(event.stream_id, None)
+        stream = self._streams.get(event.stream_id)
+        if d is None or stream is None:
+            return
+        self.metrics.streams_open += 1
+        self.metrics.streams_total += 1
+        d.callback(stream)
+
+    def _on_rejected(self, event: StreamRejected) -> None:
+        self._cancel_timer(event.stream_id)
+        d = self._opening.pop(event.stream_id, None)
+        self._streams.pop(event.stream_id, None)
+        self.metrics.open_refused += 1
+        if d is not None:
+            d.errback(StreamOpenFailed(event.reason, event.message))
+        self._after_stream_change()
+
+    def _on_ended(self, event: StreamEnded) -> None:
+        stream = self._streams.get(event.stream_id)
+        if stream is not None:
+            stream._ended(event.closed)
+        self._after_stream_change()
+
+    def _on_reset(self, event: StreamReset) -> None:
+        self._cancel_timer(event.stream_id)
+        d = self._opening.pop(event.stream_id, None)
+        if d is not None:
+            self._streams.pop(event.stream_id, None)
+            d.errback(StreamOpenFailed(OpenFailReason.DIAL_FAILED, event.message))
+            return
+        accepting = self._accepting.pop(event.stream_id, None)
+        stream = self._streams.get(event.stream_id)
+        if stream is not None:
+            self._forget(stream)
+            self.metrics.streams_reset += 1
+            stream._finish(Failure(TunnelStreamReset(event.code, event.message)))
+        if accepting is not None:
+            accepting.cancel()
+        self._after_stream_change()
+
+    def _on_open_requested(self, event: StreamOpenRequested) -> None:
+        stream_id = event.stream_id
+        acceptor = self.acceptor
+        if acceptor is None:
+            self.metrics.open_refused += 1
+            self._machine.refuse_stream(
+                stream_id, OpenFailReason.NO_ACCEPTOR, "this side accepts no streams"
+            )
+            return
+        stream = TunnelStream(self, stream_id, event.target)
+        self._streams[stream_id] = stream
+        self.metrics.streams_open += 1
+        self.metrics.streams_total += 1
+        try:
+            d = acceptor.accept(event.target)
+        except Exception as error:
+            d = fail(error)
+        self._accepting[stream_id] = d
+        d.addCallbacks(
+            lambda protocol: self._accepted(stream, protocol),
+            lambda failure: self._refused(stream, failure),
+        )
+
+    def _accepted(self, stream: TunnelStream, protocol: IProtocol) -> None:
+        stream_id = stream.stream_id
+        if self._accepting.pop(stream_id, None) is None or self.closed:
+            # The peer reset the stream or the session ended meanwhile.
+            stream._attach(protocol)
+            stream._finish(Failure(ConnectionLost("stream gone before it opened")))
+            return
+        self._machine.accept_stream(stream_id)
+        self._flush()
+        stream._attach(protocol)
+
+    def _refused(self, stream: TunnelStream, failure: Failure) -> None:
+        stream_id = stream.stream_id
+        if self._accepting.pop(stream_id, None) is None:
+            return
+        self._forget(stream)
+        self.metrics.open_refused += 1
+        if failure.check(OpenRefused):
+            error = failure.value
+            assert isinstance(error, OpenRefused)
+            reason, message = error.reason, error.message
+        elif failure.check(TimeoutError, CancelledError):
+            reason, message = OpenFailReason.DIAL_TIMEOUT, "dial timed out"
+        else:
+            reason, message = OpenFailReason.DIAL_FAILED, failure.getErrorMessage()
+        if not self.closed:
+            self._machine.refuse_stream(stream_id, reason, message)
+            self._flush()
+        self._after_stream_change()
+
+    def _on_handshake(self, event: HandshakeCompleted) -> None:
+        waiters, self._ready_waiters = self._ready_waiters, []
+        for d in waiters:
+            d.callback(self)
+
+    def _on_goaway(self, event: GoAwayReceived) -> None:
+        self._log.info(
+            "Tunnel peer {name} is going away: {message}",
+            name=self.name,
+            message=event.message,
+        )
+
+    def _on_terminated(self, event: SessionTerminated) -> None:
+        if event.by_peer:
+            message = f"peer closed the session ({event.code}): {event.message}"
+        else:
+            self.metrics.protocol_errors += 1
+            message = f"tunnel protocol error ({event.code}): {event.message}"
+        self._flush()
+        self._shutdown(message, abort=False)

@@ -1,0 +1,80 @@
+"""
+The raw stream carrier: frames straight on a TCP or TLS connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IAddress, IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from clusternet.tunnel._interfaces import ITunnelProtocol, ITunnelTransport
+
+__all__ = ["StreamCarrierFactory", "StreamCarrierProtocol"]
+
+
+@implementer(ITunnelTransport, IPushProducer)
+class StreamCarrierProtocol(Protocol):
+    """
+    Carries a session over any stream transport (TCP, TLS, UNIX).  Frames are
+    length-delimited already, so bytes go through untouched.
+    """
+
+    def __init__(self, session: ITunnelProtocol) -> None:
+        self.session = session
+        self.peer = ""
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        self.peer = str(transport.getPeer())
+        transport.registerProducer(self, True)
+        self.session.connection_made(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.session.data_received(data)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
+        self.session.connection_lost(reason)
+
+    # ITunnelTransport
+    def write(self, data: Sequence[bytes]) -> None:
+        self.transport.writeSequence(data)  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def abort(self) -> None:
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    # IPushProducer: the connection tells us when its send buffer is full.
+    def pauseProducing(self) -> None:
+        self.session.pause_writing()
+
+    def resumeProducing(self) -> None:
+        self.session.resume_writing()
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class StreamCarrierFactory(Factory):
+    """
+    Builds a L{StreamCarrierProtocol} per connection, with a new session from
+    C{session_factory(address)}; use it with any stream endpoint
+    (C{serverFromString(reactor, "ssl:7443:...")}, C{wrapClientTLS(...)}).
+    """
+
+    def __init__(
+        self, session_factory: Callable[[IAddress | None], ITunnelProtocol]
+    ) -> None:
+        self.session_factory = session_factory
+
+    def buildProtocol(self, addr: IAddress | None) -> StreamCarrierProtocol:
+        protocol = StreamCarrierProtocol(self.session_factory(addr))
+        protocol.factory = self
+        return protocol

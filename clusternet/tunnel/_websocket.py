@@ -1,0 +1,253 @@
+"""
+The WebSocket carrier (autobahn): binary messages, each holding whole frames.
+
+The client masks what it sends (RFC 6455); autobahn does that in C through its
+NVX extension (C{autobahn.websocket.USES_NVX}), so masking costs a memcpy-like
+pass, not a Python loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from autobahn.twisted.websocket import (
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+    WebSocketServerFactory,
+    WebSocketServerProtocol,
+)
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.error import ConnectionLost
+from twisted.internet.interfaces import (
+    IPushProducer,
+    IReactorTime,
+    IStreamClientEndpoint,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from clusternet.tunnel._errors import TunnelClosed
+from clusternet.tunnel._interfaces import ITunnelTransport
+from clusternet.tunnel._session import TunnelSession
+
+__all__ = [
+    "SUBPROTOCOL",
+    "TunnelWebSocketClientFactory",
+    "TunnelWebSocketServerFactory",
+    "connect_websocket",
+]
+
+SUBPROTOCOL = "clusternet-tunnel.v1"
+# A WebSocket message holds whole frames; cap it well above the largest batch.
+_MAX_MESSAGE = 64 * 1024 * 1024
+
+_OPTIONS: dict[str, Any] = {
+    "utf8validateIncoming": False,
+    "maxFramePayloadSize": _MAX_MESSAGE,
+    "maxMessagePayloadSize": _MAX_MESSAGE,
+    "tcpNoDelay": True,
+    "openHandshakeTimeout": 30,
+    "closeHandshakeTimeout": 5,
+}
+
+
+@implementer(ITunnelTransport, IPushProducer)
+class _CarrierMixin:
+    """
+    What the client and server protocols share: frames in binary messages.
+    """
+
+    _log = Logger()
+    session: TunnelSession | None = None
+    _carrier_open = False
+
+    # autobahn callbacks
+    def onOpen(self) -> None:
+        assert self.session is not None
+        transport: Any = self.transport  # type: ignore[attr-defined]
+        if getattr(transport, "producer", None) is not None:
+            # twisted.web's channel registered itself; it no longer owns this
+            # connection.
+            transport.unregisterProducer()
+        transport.registerProducer(self, True)
+        self._carrier_open = True
+        self.session.connection_made(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if not isBinary:
+            self._log.warn("Tunnel peer {peer} sent a text message", peer=self.peer)
+            self.dropConnection(abort=True)  # type: ignore[attr-defined]
+            return
+        assert self.session is not None
+        self.session.data_received(payload)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._carrier_open:
+            self._carrier_open = False
+            assert self.session is not None
+            self.session.connection_lost(
+                Failure(ConnectionLost(f"websocket closed ({code}): {reason}"))
+            )
+
+    # ITunnelTransport
+    peer: str = ""
+
+    def write(self, data: Sequence[bytes]) -> None:
+        if not self._carrier_open:
+            return
+        payload = data[0] if len(data) == 1 else b"".join(data)
+        self.sendMessage(payload, isBinary=True)  # type: ignore[attr-defined]
+
+    def close(self) -> None:
+        if self._carrier_open:
+            self.sendClose(1000)  # type: ignore[attr-defined]
+
+    def abort(self) -> None:
+        self.dropConnection(abort=True)  # type: ignore[attr-defined]
+
+    # IPushProducer, registered with the TCP/TLS connection underneath
+    def pauseProducing(self) -> None:
+        if self.session is not None:
+            self.session.pause_writing()
+
+    def resumeProducing(self) -> None:
+        if self.session is not None:
+            self.session.resume_writing()
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class _ClientProtocol(_CarrierMixin, WebSocketClientProtocol):  # type: ignore[misc]
+    factory: TunnelWebSocketClientFactory
+
+    def onConnect(self, response: Any) -> None:
+        if response.protocol != SUBPROTOCOL:
+            self._log.warn(
+                "Tunnel server did not agree to {protocol}", protocol=SUBPROTOCOL
+            )
+            self.dropConnection(abort=True)
+            return
+        self.session = self.factory.session_factory()
+
+    def onOpen(self) -> None:
+        super().onOpen()
+        assert self.session is not None
+        self.factory._connected(self.session)
+
+
+class TunnelWebSocketClientFactory(WebSocketClientFactory):
+    """
+    A WebSocket client factory whose connection carries one tunnel session.
+
+    @param url: C{ws://} or C{wss://} URL (gives the request path and Host).
+    @param session_factory: makes the session once the upgrade succeeded.
+    @param headers: extra request headers, e.g. C{Authorization}.
+    """
+
+    protocol = _ClientProtocol  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        url: str,
+        session_factory: Callable[[], TunnelSession],
+        reactor: Any,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            url,
+            protocols=[SUBPROTOCOL],
+            headers=dict(headers or {}),
+            reactor=reactor,
+        )
+        self.setProtocolOptions(**_OPTIONS)
+        self.session_factory = session_factory
+        self.connected: Deferred[TunnelSession] = Deferred()
+
+    def _connected(self, session: TunnelSession) -> None:
+        if not self.connected.called:
+            self.connected.callback(session)
+
+
+def connect_websocket(
+    reactor: IReactorTime,
+    endpoint: IStreamClientEndpoint,
+    url: str,
+    session_factory: Callable[[], TunnelSession],
+    headers: Mapping[str, str] | None = None,
+) -> Deferred[TunnelSession]:
+    """
+    Connect C{endpoint} (TCP, or TLS for C{wss}, e.g. C{wrapClientTLS(
+    optionsForClientTLS(host, trustRoot=...), HostnameEndpoint(...))}), upgrade
+    to WebSocket at C{url} with C{headers}, and fire with the session made by
+    C{session_factory} once the upgrade succeeded.  Fails with the connection
+    error, or L{TunnelClosed} when the upgrade is refused.
+    """
+    factory = TunnelWebSocketClientFactory(url, session_factory, reactor, headers)
+    result = factory.connected
+
+    def connected(protocol: _ClientProtocol) -> None:
+        def closed(wasClean: bool, code: int | None, reason: str | None) -> None:
+            if not result.called:
+                result.errback(
+                    TunnelClosed(string=f"websocket upgrade failed ({code}): {reason}")
+                )
+
+        original = protocol.onClose
+
+        def on_close(wasClean: bool, code: int | None, reason: str | None) -> None:
+            closed(wasClean, code, reason)
+            original(wasClean, code, reason)
+
+        protocol.onClose = on_close  # type: ignore[method-assign]
+
+    def failed(failure: Failure) -> None:
+        if not result.called:
+            result.errback(failure)
+
+    maybeDeferred(endpoint.connect, factory).addCallbacks(connected, failed)
+    return result
+
+
+class _ServerProtocol(_CarrierMixin, WebSocketServerProtocol):  # type: ignore[misc]
+    factory: TunnelWebSocketServerFactory
+
+    def onConnect(self, request: ConnectionRequest) -> Deferred[str]:  # type: ignore[override]
+        if SUBPROTOCOL not in request.protocols:
+            raise ConnectionDeny(
+                ConnectionDeny.NOT_ACCEPTABLE, f"the tunnel speaks {SUBPROTOCOL}"
+            )
+
+        def made(session: TunnelSession) -> str:
+            self.session = session
+            return SUBPROTOCOL
+
+        accept: Any = self.factory.accept
+        accepting: Deferred[TunnelSession] = maybeDeferred(accept, request)
+        return accepting.addCallback(made)
+
+
+class TunnelWebSocketServerFactory(WebSocketServerFactory):
+    """
+    A WebSocket server factory whose connections each carry a tunnel session.
+
+    C{accept(request)} sees the upgrade request (path, headers, peer) and
+    returns the session for it (or a Deferred of it), or raises
+    C{autobahn.websocket.types.ConnectionDeny(code, reason)} to refuse.  Mount
+    it in twisted.web with C{autobahn.twisted.resource.WebSocketResource}.
+    """
+
+    protocol = _ServerProtocol  # type: ignore[assignment]
+
+    def __init__(
+        self,
+        accept: Callable[[ConnectionRequest], TunnelSession | Deferred[TunnelSession]],
+        reactor: Any,
+        url: str | None = None,
+    ) -> None:
+        super().__init__(url, protocols=[SUBPROTOCOL], reactor=reactor)
+        self.setProtocolOptions(**_OPTIONS)
+        self.accept = accept
