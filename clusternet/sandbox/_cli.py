@@ -1,0 +1,120 @@
+"""
+C{clusternet sandbox apiserver}: run a sandbox API server in the foreground.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from clusternet.cli import Command, CommandError, register
+
+__all__: list[str] = []
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="action", metavar="ACTION")
+    apiserver = actions.add_parser(
+        "apiserver",
+        help="serve a small Kubernetes API server on 127.0.0.1",
+        description="Serve a small Kubernetes API server (HTTPS, self-made CA) that kubectl and the kubernetes client work against.",
+    )
+    apiserver.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="TCP port on 127.0.0.1; 0 picks a free one (default 0)",
+    )
+    apiserver.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+    )
+    apiserver.add_argument(
+        "--data-dir",
+        required=True,
+        help="directory for certificates, admin.kubeconfig and state",
+    )
+    apiserver.add_argument(
+        "--name",
+        default="sandbox",
+        help="cluster name in the kubeconfig (default sandbox)",
+    )
+    apiserver.add_argument(
+        "--version",
+        dest="git_version",
+        default="v1.32.0",
+        help="gitVersion reported by /version (default v1.32.0)",
+    )
+    apiserver.add_argument(
+        "--platform",
+        default=None,
+        help="platform reported by /version (default: this machine's, e.g. linux/amd64)",
+    )
+    apiserver.add_argument(
+        "--watch-history",
+        type=int,
+        default=10000,
+        help="events kept per resource for watches (default 10000)",
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "action", None) != "apiserver":
+        raise CommandError(
+            "usage: clusternet sandbox apiserver --data-dir DIR [--port N]", status=2
+        )
+    if not 0 <= args.port <= 65535:
+        raise CommandError(f"--port must be 0..65535, not {args.port}", status=2)
+    from twisted.internet import reactor
+    from twisted.logger import globalLogBeginner, textFileLogObserver
+
+    from clusternet.sandbox._server import make_sandbox
+
+    globalLogBeginner.beginLoggingTo(
+        [textFileLogObserver(sys.stderr)], redirectStandardIO=False
+    )
+    try:
+        server = make_sandbox(
+            reactor,
+            Path(args.data_dir),
+            port=args.port,
+            host=args.host,
+            name=args.name,
+            git_version=args.git_version,
+            platform=args.platform,
+            history=args.watch_history,
+        )
+    except (OSError, ValueError) as e:
+        raise CommandError(f"cannot prepare {args.data_dir}: {e}") from None
+    failed: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            server.startService()
+        except Exception as e:
+            failed.append(e)
+            reactor.stop()  # type: ignore[attr-defined]
+            return
+        print(
+            f"sandbox {args.name} serving on {server.url}; kubeconfig {server.material.kubeconfig_path}",
+            flush=True,
+        )
+
+    def stop() -> object:
+        if server.running:
+            return server.stopService()
+        return None
+
+    reactor.callWhenRunning(start)  # type: ignore[attr-defined]
+    reactor.addSystemEventTrigger("before", "shutdown", stop)  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+    if failed:
+        raise CommandError(f"sandbox apiserver failed to start: {failed[0]}")
+    return 0
+
+
+register(
+    Command(
+        "sandbox", "run the sandbox: a small Kubernetes API server", _configure, _run
+    )
+)
