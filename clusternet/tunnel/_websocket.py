@@ -96,7 +96,8 @@ class _CarrierMixin:
     peer: str = ""
 
     def write(self, data: Sequence[bytes]) -> None:
-        if not self._carrier_open:
+        if not self._carrier_open or self.state != self.STATE_OPEN:  # type: ignore[attr-defined]
+            # Closing: the session hears of it from onClose.
             return
         payload = data[0] if len(data) == 1 else b"".join(data)
         self.sendMessage(payload, isBinary=True)  # type: ignore[attr-defined]

@@ -1,0 +1,317 @@
+"""
+The tunnel over real loopback sockets: WebSocket (plain and TLS with a CA
+bundle) and raw TCP carriers, a real dialer to real TCP targets, and
+twisted.web's Agent running through it.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import reactor as _reactor
+from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.endpoints import (
+    HostnameEndpoint,
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+    wrapClientTLS,
+)
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, readBody
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from zope.interface import implementer
+
+from clusternet.pki import issue_certificate, make_ca
+from clusternet.tunnel import (
+    AllowList,
+    Backoff,
+    DialingAcceptor,
+    ReconnectingTunnelClient,
+    Role,
+    SessionConfig,
+    StreamCarrierFactory,
+    StreamOpenFailed,
+    TunnelMetrics,
+    TunnelSession,
+    TunnelWebSocketServerFactory,
+    connect_websocket,
+)
+
+reactor: Any = _reactor
+TOKEN = "Bearer s3cret"
+
+
+@implementer(IHalfCloseableProtocol)
+class Echo(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def readConnectionLost(self) -> None:
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def writeConnectionLost(self) -> None:
+        pass
+
+
+class Collect(Protocol):
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.done: Deferred[None] = Deferred()
+        self.reason: Any = None
+
+    def dataReceived(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def connectionLost(self, reason: Any) -> None:  # type: ignore[override]
+        self.reason = reason
+        self.done.callback(None)
+
+
+class Hello(Resource):
+    isLeaf = True
+
+    def render_GET(self, request: Any) -> bytes:
+        return b"hello from the child " + request.path
+
+
+class Loopback(TestCase):
+    timeout = 60
+
+    async def setUp(self) -> None:  # type: ignore[override]
+        self.hub_metrics = TunnelMetrics()
+        self.agent_metrics = TunnelMetrics()
+        self.hub_sessions: list[TunnelSession] = []
+        self.session_ready: Deferred[TunnelSession] = Deferred()
+        echo = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Factory.forProtocol(Echo)
+        )
+        self.addCleanup(echo.stopListening)
+        self.echo_port = echo.getHost().port
+        web = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+            Site(Hello())
+        )
+        self.addCleanup(web.stopListening)
+        self.web_port = web.getHost().port
+
+    def hub_session(self, name: str = "hub") -> TunnelSession:
+        session = TunnelSession(
+            Role.ACCEPTOR, reactor, metrics=self.hub_metrics, name=name
+        )
+        self.hub_sessions.append(session)
+        session.when_ready().addCallback(
+            lambda s: (
+                self.session_ready.callback(s)
+                if not self.session_ready.called
+                else None
+            )
+        )
+        return session
+
+    def agent_session(self) -> TunnelSession:
+        acceptor = DialingAcceptor(
+            AllowList([f"127.0.0.1:{self.echo_port}", f"127.0.0.1:{self.web_port}"]),
+            lambda host, port: HostnameEndpoint(reactor, host, port),
+            reactor,
+            metrics=self.agent_metrics,
+        )
+        return TunnelSession(
+            Role.DIALER,
+            reactor,
+            acceptor=acceptor,
+            metrics=self.agent_metrics,
+            name="agent",
+            config=SessionConfig(initial_window=1024 * 1024),
+        )
+
+    async def websocket_pair(self, tls: bool = False) -> tuple[Any, Any]:
+        def accept(request: Any) -> TunnelSession:
+            if request.headers.get("authorization") != TOKEN:
+                raise ConnectionDeny(401, "no")
+            assert request.path == "/apis/proxies.clusternet.io/v1alpha1/sockets/c1"
+            return self.hub_session()
+
+        root = Resource()
+        apis = Resource()
+        root.putChild(b"apis", apis)
+        node = apis
+        for part in [b"proxies.clusternet.io", b"v1alpha1", b"sockets"]:
+            child = Resource()
+            node.putChild(part, child)
+            node = child
+        node.putChild(
+            b"c1", WebSocketResource(TunnelWebSocketServerFactory(accept, reactor))
+        )
+        site = Site(root)
+        if tls:
+            ca = make_ca("test-ca")
+            pair = issue_certificate(ca, "localhost", hosts=["127.0.0.1"], server=True)
+            options = PrivateCertificate.loadPEM(
+                pair.certificate_pem + pair.key_pem
+            ).options()
+            port = reactor.listenSSL(0, site, options, interface="127.0.0.1")
+            endpoint = wrapClientTLS(
+                optionsForClientTLS(
+                    "127.0.0.1", trustRoot=Certificate.loadPEM(ca.certificate_pem)
+                ),
+                TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port),
+            )
+            scheme = "wss"
+        else:
+            port = reactor.listenTCP(0, site, interface="127.0.0.1")
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+            scheme = "ws"
+        self.addCleanup(port.stopListening)
+        url = (
+            f"{scheme}://127.0.0.1:{port.getHost().port}"
+            "/apis/proxies.clusternet.io/v1alpha1/sockets/c1"
+        )
+        agent = await connect_websocket(
+            reactor, endpoint, url, self.agent_session, {"Authorization": TOKEN}
+        )
+        hub = await self.session_ready
+        await agent.when_ready()
+        self.addCleanup(self.close_all, agent)
+        return hub, agent
+
+    async def close_all(self, agent: TunnelSession) -> None:
+        agent.abort("test over")
+        for session in self.hub_sessions:
+            session.abort("test over")
+        await deferLater(reactor, 0.05, lambda: None)
+
+    async def many_streams(self, hub: TunnelSession) -> None:
+        rng = random.Random(7)
+        payloads = [rng.randbytes(rng.randrange(1, 2_000_000)) for _ in range(24)]
+        endpoint = hub.endpoint_for(f"127.0.0.1:{self.echo_port}")
+        clients = []
+        for payload in payloads:
+            client = Collect()
+            await endpoint.connect(Factory.forProtocol(lambda c=client: c))
+            client.transport.write(payload)  # type: ignore[union-attr]
+            client.transport.loseWriteConnection()  # type: ignore[union-attr]
+            clients.append(client)
+        await gatherResults([c.done for c in clients])
+        for client, payload in zip(clients, payloads, strict=True):
+            assert client.reason.check(ConnectionDone), client.reason
+            assert b"".join(client.chunks) == payload
+        await deferLater(reactor, 0.05, lambda: None)
+        assert self.hub_metrics.streams_open == 0
+        assert self.agent_metrics.streams_open == 0
+
+    async def test_websocket_many_streams_byte_exact(self) -> None:
+        hub, agent = await self.websocket_pair()
+        await self.many_streams(hub)
+
+    async def test_wss_with_ca_bundle_many_streams_byte_exact(self) -> None:
+        hub, agent = await self.websocket_pair(tls=True)
+        await self.many_streams(hub)
+
+    async def test_raw_tcp_carrier_many_streams_byte_exact(self) -> None:
+        port = reactor.listenTCP(
+            0,
+            StreamCarrierFactory(lambda addr: self.hub_session()),
+            interface="127.0.0.1",
+        )
+        self.addCleanup(port.stopListening)
+        agent = self.agent_session()
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
+            StreamCarrierFactory(lambda addr: agent)
+        )
+        hub = await self.session_ready
+        self.addCleanup(self.close_all, agent)
+        await self.many_streams(hub)
+
+    async def test_agent_http_request_through_the_tunnel(self) -> None:
+        hub, agent = await self.websocket_pair()
+
+        class Endpoints:
+            def endpointForURI(self, uri: Any) -> Any:
+                return hub.endpoint_for(f"{uri.host.decode()}:{uri.port}")
+
+        client = Agent.usingEndpointFactory(reactor, Endpoints())
+        for path in (b"/a", b"/b/c"):
+            response = await client.request(
+                b"GET", b"http://127.0.0.1:%d%s" % (self.web_port, path)
+            )
+            assert response.code == 200
+            assert await readBody(response) == b"hello from the child " + path
+
+    async def test_policy_refusal_and_dial_failure(self) -> None:
+        hub, agent = await self.websocket_pair()
+        factory = Factory.forProtocol(Collect)
+        try:
+            await hub.endpoint_for("127.0.0.1:1").connect(factory)
+        except StreamOpenFailed as error:
+            assert error.http_status == 403
+        else:
+            raise AssertionError("refused target was dialled")
+        agent.acceptor.policy = AllowList(["127.0.0.1:*"])  # type: ignore[union-attr]
+        try:
+            await hub.endpoint_for("127.0.0.1:1").connect(factory)
+        except StreamOpenFailed as error:
+            assert error.http_status == 502
+        else:
+            raise AssertionError("closed port accepted")
+        assert self.agent_metrics.dial_failures == 1
+
+    async def test_peer_vanishing_mid_stream_errors_every_stream(self) -> None:
+        hub, agent = await self.websocket_pair()
+        endpoint = hub.endpoint_for(f"127.0.0.1:{self.echo_port}")
+        clients = []
+        for _ in range(5):
+            client = Collect()
+            await endpoint.connect(Factory.forProtocol(lambda c=client: c))
+            client.transport.write(b"x" * 100_000)  # type: ignore[union-attr]
+            clients.append(client)
+        agent.transport.abort()  # type: ignore[union-attr]
+        await gatherResults([c.done for c in clients])
+        for client in clients:
+            assert client.reason.check(ConnectionLost)
+        await deferLater(reactor, 0.1, lambda: None)
+        for metrics in (self.hub_metrics, self.agent_metrics):
+            assert metrics.streams_open == 0
+            assert metrics.sessions_open == 0
+
+    async def test_reconnecting_client_comes_back_after_the_hub_drops_it(self) -> None:
+        port = reactor.listenTCP(
+            0,
+            StreamCarrierFactory(
+                lambda addr: self.hub_session(f"hub{len(self.hub_sessions)}")
+            ),
+            interface="127.0.0.1",
+        )
+        self.addCleanup(port.stopListening)
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        sessions: list[TunnelSession] = []
+
+        def connect() -> Deferred[TunnelSession]:
+            session = self.agent_session()
+            sessions.append(session)
+            return endpoint.connect(
+                StreamCarrierFactory(lambda addr: session)
+            ).addCallback(lambda _: session)
+
+        client = ReconnectingTunnelClient(
+            connect, reactor, Backoff(initial=0.01, maximum=0.05)
+        )
+        client.startService()
+        self.addCleanup(client.stopService)
+        first = await client.whenConnected()
+        await self.session_ready
+        self.hub_sessions[0].close("hub restarts")
+        for _ in range(100):
+            await deferLater(reactor, 0.02, lambda: None)
+            if client.session is not None and client.session is not first:
+                break
+        second = await client.whenConnected()
+        assert second is not first and second.ready
+        assert len(self.hub_sessions) == 2
