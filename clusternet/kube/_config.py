@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from attrs import field, frozen
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.config import (
@@ -59,7 +60,14 @@ def load_api_client(
             configuration = Configuration()
             load_incluster_config(client_configuration=configuration)
             client = ApiClient(configuration=configuration)
-    except (ConfigException, OSError, ValueError, TypeError, KeyError) as e:
+    except (
+        ConfigException,
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        yaml.YAMLError,
+    ) as e:
         where = kubeconfig if kubeconfig is not None else "in-cluster configuration"
         raise KubeConfigError(f"cannot load {where}: {e}") from None
     return _finish(client, threads)
