@@ -180,7 +180,9 @@ def test_token_in_websocket_protocol() -> None:
     creds = _creds(
         connection="Upgrade",
         upgrade="websocket",
-        sec_websocket_protocol=f"base64url.bearer.authorization.k8s.io.{encoded}, v4.channel.k8s.io",
+        sec_websocket_protocol=(
+            f"base64url.bearer.authorization.k8s.io.{encoded}, v4.channel.k8s.io"
+        ),
     )
     user = _union().authenticate(creds)
     assert user is not None and user.name == "alice"
