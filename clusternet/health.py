@@ -26,17 +26,23 @@ A health check returns C{None} when healthy, else a short reason.
 class HealthChecks:
     """
     Named checks, in the order they were added, shared by the probes.
+
+    As in the Kubernetes API server, C{/readyz} runs every check, while
+    C{/healthz} and C{/livez} run only those added with C{liveness=True}: a hub
+    still waiting for its caches is alive but not ready.
     """
 
     def __init__(self) -> None:
-        self._checks: dict[str, Check] = {"ping": lambda: None}
+        self._checks: dict[str, tuple[Check, bool]] = {"ping": (lambda: None, True)}
 
-    def add(self, name: str, check: Check) -> None:
-        self._checks[name] = check
+    def add(self, name: str, check: Check, liveness: bool = False) -> None:
+        self._checks[name] = (check, liveness)
 
-    def run(self) -> list[tuple[str, str | None]]:
+    def run(self, readiness: bool = True) -> list[tuple[str, str | None]]:
         results = []
-        for name, check in self._checks.items():
+        for name, (check, liveness) in self._checks.items():
+            if not readiness and not liveness:
+                continue
             try:
                 reason = check()
             except Exception as e:  # a broken check is a failed check
@@ -58,7 +64,7 @@ class ProbeResource(Resource):
         self._checks = checks
 
     def render_GET(self, request: Request) -> bytes:
-        results = self._checks.run()
+        results = self._checks.run(readiness=self._name == "readyz")
         healthy = all(reason is None for _, reason in results)
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         request.setHeader(b"x-content-type-options", b"nosniff")

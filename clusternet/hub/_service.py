@@ -1,5 +1,6 @@
 """
-The hub as a Twisted service.
+The hub as a Twisted service: the parent's Kubernetes client, authentication and
+authorization, the approver and the HTTPS site.
 """
 
 from __future__ import annotations
@@ -7,10 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IReactorCore, IStreamServerEndpoint
-from twisted.internet.ssl import CertificateOptions, PrivateCertificate
 from twisted.logger import Logger
 from twisted.web.server import Site
 
@@ -18,10 +18,28 @@ from clusternet import pki
 from clusternet._runtime import CleanExitOnSIGTERM
 from clusternet._web import StatusRoot
 from clusternet.health import HealthChecks, add_probes
+from clusternet.hub._approver import ApprovalQueue, Approver
+from clusternet.hub._auth import AuthConfig, Authenticator, CachingAuthorizer
+from clusternet.hub._registry import SocketRegistry
+from clusternet.hub._resource import HubResource
+from clusternet.hub._reviews import KubeAccessReviewer, KubeTokenReviewer
+from clusternet.hub._tls import CertificateAuthorities, server_tls_options
+from clusternet.kube import (
+    CLUSTER_REGISTRATION_REQUESTS,
+    CONFIG_MAPS,
+    MANAGED_CLUSTERS,
+    EventHandler,
+    Informer,
+    KubeClient,
+    KubeConfigError,
+    load_api_client,
+)
 
-__all__ = ["make_hub_service", "serving_pair"]
+__all__ = ["HubParts", "make_hub_service", "serving_pair"]
 
 _log = Logger()
+
+AUTH_CONFIGMAP = ("kube-system", "extension-apiserver-authentication")
 
 
 def serving_pair(options: Any) -> pki.KeyPair:
@@ -45,32 +63,179 @@ def serving_pair(options: Any) -> pki.KeyPair:
     )
 
 
+def _read(path: str | None) -> bytes:
+    if not path:
+        return b""
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def _endpoint(reactor: Any, options: Any) -> IStreamServerEndpoint:
     if options["listen"]:
         return serverFromString(reactor, options["listen"])
-    pair = serving_pair(options)
-    certificate = PrivateCertificate.loadPEM(pair.certificate_pem + pair.key_pem)
-    context: CertificateOptions = certificate.options()
     return SSL4ServerEndpoint(
-        reactor, options["secure-port"], context, interface=options["bind-address"]
+        reactor,
+        options["secure-port"],
+        server_tls_options(serving_pair(options)),
+        interface=options["bind-address"],
     )
+
+
+class _AuthConfigFromParent(Service):
+    """
+    Keep the authenticator's trust in step with the parent's
+    C{kube-system/extension-apiserver-authentication} ConfigMap; flags given on
+    the command line win over its values.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        informer: Informer,
+        authenticator: Authenticator,
+        overrides: dict[str, Any],
+    ) -> None:
+        self._authenticator = authenticator
+        self._overrides = overrides
+        informer.add_handler(
+            EventHandler(add=self._load, update=lambda old, new: self._load(new))
+        )
+
+    def _load(self, configmap: dict[str, Any]) -> None:
+        try:
+            config = AuthConfig.from_configmap(
+                configmap.get("data") or {}, **self._overrides
+            )
+        except ValueError as e:
+            self._log.error(
+                "Cannot use {name}: {error}", name=AUTH_CONFIGMAP[1], error=str(e)
+            )
+            return
+        self._authenticator.config = config
+        self._log.info(
+            "Loaded request-header trust from {ns}/{name}: {count} CA certificate(s), "
+            "allowed names {names}",
+            ns=AUTH_CONFIGMAP[0],
+            name=AUTH_CONFIGMAP[1],
+            count=len(config.requestheader_ca.certificates),
+            names=list(config.allowed_names) or "any",
+        )
+
+
+class HubParts:
+    """
+    The hub's pieces, built from parsed options; L{make_hub_service} puts them
+    under one service, tests may use them directly.
+    """
+
+    def __init__(self, reactor: Any, options: Any) -> None:
+        try:
+            api_client = load_api_client(
+                options["kubeconfig"], threads=options["kube-threads"]
+            )
+        except KubeConfigError as e:
+            raise SystemExit(f"Error: parent cluster: {e}") from None
+        self.kube = KubeClient(
+            reactor, api_client, threads=options["kube-threads"], name="parent"
+        )
+        overrides: dict[str, Any] = {
+            "username_headers": (options["requestheader-username-headers"],),
+            "group_headers": (options["requestheader-group-headers"],),
+            "extra_prefixes": (options["requestheader-extra-headers-prefix"],),
+        }
+        if options["requestheader-allowed-names"]:
+            overrides["allowed_names"] = tuple(options["requestheader-allowed-names"])
+        if options["client-ca-file"]:
+            overrides["client_ca"] = CertificateAuthorities(
+                _read(options["client-ca-file"])
+            )
+        self.informers: list[Informer] = []
+        if options["requestheader-client-ca-file"]:
+            overrides["requestheader_ca"] = CertificateAuthorities(
+                _read(options["requestheader-client-ca-file"])
+            )
+            config = AuthConfig(**overrides)
+            self.config_watch: Service | None = None
+        else:
+            config = AuthConfig(**overrides)
+            configmaps = Informer(
+                reactor,
+                self.kube,
+                CONFIG_MAPS,
+                namespace=AUTH_CONFIGMAP[0],
+                field_selector=f"metadata.name={AUTH_CONFIGMAP[1]}",
+            )
+            self.informers.append(configmaps)
+        self.authenticator = Authenticator(
+            config, KubeTokenReviewer(self.kube), reactor
+        )
+        if not options["requestheader-client-ca-file"]:
+            self.config_watch = _AuthConfigFromParent(
+                self.informers[-1], self.authenticator, overrides
+            )
+        self.authorizer = CachingAuthorizer(KubeAccessReviewer(self.kube), reactor)
+        self.registry = SocketRegistry(reactor)
+
+        crrs = Informer(
+            reactor, self.kube, CLUSTER_REGISTRATION_REQUESTS, resync_period=60.0
+        )
+        self.approvals = ApprovalQueue(reactor, Approver(self.kube, reactor).approve)
+        crrs.add_handler(
+            EventHandler(
+                add=self.approvals.enqueue,
+                update=lambda old, new: self.approvals.enqueue(new),
+            )
+        )
+        clusters = Informer(reactor, self.kube, MANAGED_CLUSTERS)
+        clusters.add_handler(
+            EventHandler(
+                add=self._known,
+                update=lambda old, new: self._known(new),
+                delete=self._forget,
+            )
+        )
+        self.informers += [crrs, clusters]
+
+        self.checks = HealthChecks()
+        self.checks.add("informer-sync", self._synced)
+        self.resource = HubResource(
+            reactor, self.authenticator, self.authorizer, self.registry, self.checks
+        )
+
+    def _known(self, mcls: dict[str, Any]) -> None:
+        cluster_id = (mcls.get("spec") or {}).get("clusterId")
+        if cluster_id:
+            self.registry.known.add(cluster_id)
+
+    def _forget(self, mcls: dict[str, Any]) -> None:
+        cluster_id = (mcls.get("spec") or {}).get("clusterId")
+        if cluster_id and self.registry.info(cluster_id) is None:
+            self.registry.known.discard(cluster_id)
+
+    def _synced(self) -> str | None:
+        waiting = [i.resource.plural for i in self.informers if not i.has_synced]
+        return f"waiting for {', '.join(waiting)}" if waiting else None
 
 
 def make_hub_service(reactor: IReactorCore, options: Any) -> IService:
     """
     Build the hub's services from parsed L{clusternet.hub.HubOptions}.
     """
+    parts = HubParts(reactor, options)
     top = MultiService()
     CleanExitOnSIGTERM(reactor).setServiceParent(top)
-    checks = HealthChecks()
-    root = StatusRoot()
-    add_probes(root, checks)
-    site = Site(root)
+    parts.kube.setServiceParent(top)
+    for informer in parts.informers:
+        informer.setServiceParent(top)
+    if parts.config_watch is not None:
+        parts.config_watch.setServiceParent(top)
+    site = Site(parts.resource)
     site.displayTracebacks = False
     StreamServerEndpointService(_endpoint(reactor, options), site).setServiceParent(top)
     if options["metrics-listen"]:
         probes = StatusRoot()
-        add_probes(probes, checks)
+        add_probes(probes, parts.checks)
         StreamServerEndpointService(
             serverFromString(reactor, options["metrics-listen"]), Site(probes)
         ).setServiceParent(top)

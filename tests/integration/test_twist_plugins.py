@@ -63,33 +63,61 @@ def test_unknown_flag_exits_64(tmp_path: Path) -> None:
     assert (result.stdout + result.stderr).strip().startswith("Error:")
 
 
+UNREACHABLE_PARENT = """\
+apiVersion: v1
+kind: Config
+clusters:
+- name: parent
+  cluster: {server: "https://127.0.0.1:9", insecure-skip-tls-verify: true}
+users:
+- name: admin
+  user: {token: not-a-real-token}
+contexts:
+- name: parent
+  context: {cluster: parent, user: admin}
+current-context: parent
+"""
+
+
+def test_hub_without_parent_config_exits_with_one_line(tmp_path: Path) -> None:
+    result = run(command("twist"), "clusternet-hub", "--secure-port=0", cwd=tmp_path)
+    assert result.returncode != 0
+    output = (result.stdout + result.stderr).strip()
+    assert "Traceback" not in output
+    assert output.splitlines()[-1].startswith("Error: parent cluster: cannot load")
+
+
 def test_hub_serves_probes_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "parent.kubeconfig"
+    kubeconfig.write_text(UNREACHABLE_PARENT)
     with twist(
-        "clusternet-hub", ["--secure-port=0", "--bind-address=127.0.0.1"], tmp_path
+        "clusternet-hub",
+        ["--secure-port=0", "--bind-address=127.0.0.1", f"--kubeconfig={kubeconfig}"],
+        tmp_path,
     ) as hub:
         event = hub.wait_for_event("Site (TLS) starting on")
         port = int(re.search(r"starting on (\d+)", json.dumps(event)).group(1))  # type: ignore[union-attr]
         context = ssl.create_default_context()
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-        for path, expected in (
-            ("/healthz", b"ok"),
-            ("/readyz", b"ok"),
-            ("/livez", b"ok"),
-        ):
+        for path in ("/healthz", "/livez"):
             with urllib.request.urlopen(
                 f"https://127.0.0.1:{port}{path}", context=context, timeout=10
             ) as response:
-                assert response.read() == expected
-        try:
-            urllib.request.urlopen(
-                f"https://127.0.0.1:{port}/nothing", context=context, timeout=10
-            )
-        except urllib.error.HTTPError as e:
-            assert e.code == 404
-            assert json.loads(e.read())["kind"] == "Status"
-        else:
-            raise AssertionError("expected 404")
+                assert response.read() == b"ok"
+        for path, code, needle in (
+            ("/readyz?verbose", 500, b"[-]informer-sync failed"),
+            ("/apis/proxies.clusternet.io/v1alpha1", 401, b'"reason": "Unauthorized"'),
+        ):
+            try:
+                urllib.request.urlopen(
+                    f"https://127.0.0.1:{port}{path}", context=context, timeout=10
+                )
+            except urllib.error.HTTPError as e:
+                assert e.code == code, path
+                assert needle in e.read(), path
+            else:
+                raise AssertionError(f"{path} must answer {code}")
         started = time.monotonic()
         assert hub.terminate(timeout=10) == 0
         assert time.monotonic() - started < 10
