@@ -24,6 +24,7 @@ from clusternet.hub._registry import SocketRegistry
 from clusternet.hub._resource import HubResource
 from clusternet.hub._reviews import KubeAccessReviewer, KubeTokenReviewer
 from clusternet.hub._tls import CertificateAuthorities, server_tls_options
+from clusternet.hub._tunnels import TunnelAttach
 from clusternet.kube import (
     CLUSTER_REGISTRATION_REQUESTS,
     CONFIG_MAPS,
@@ -199,8 +200,14 @@ class HubParts:
 
         self.checks = HealthChecks()
         self.checks.add("informer-sync", self._synced)
+        self.attach = TunnelAttach(reactor, self.registry)
         self.resource = HubResource(
-            reactor, self.authenticator, self.authorizer, self.registry, self.checks
+            reactor,
+            self.authenticator,
+            self.authorizer,
+            self.registry,
+            self.checks,
+            attach=self.attach,
         )
 
     def _known(self, mcls: dict[str, Any]) -> None:

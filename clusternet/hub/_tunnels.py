@@ -1,0 +1,109 @@
+"""
+Agents attaching their tunnels, and the hub's side of every stream it opens.
+
+An attach is a WebSocket upgrade of C{GET .../sockets/<cluster-id>}, already
+authenticated and authorized by L{clusternet.hub.HubResource}; this module takes
+the connection over (as autobahn's C{WebSocketResource} does), runs a
+L{TunnelSession} on it and keeps it in the L{SocketRegistry} while it lives.
+
+Streams the hub opens name their target with a small convention the agent's
+acceptor understands (docs/tunnel-protocol.md, "Targets"):
+
+C{direct}
+    the child API server the agent is configured for; the agent terminates HTTP
+    and applies its identity mode;
+C{tls:<host>:<port>}
+    the agent dials TLS to the target with its own trust, the hub speaks plain
+    HTTP inside the stream;
+C{<host>:<port>}
+    a plain TCP connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.resource import WebSocketResource
+from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.web.server import Request
+
+from clusternet.hub._auth import User
+from clusternet.hub._registry import SocketRegistry
+from clusternet.hub._routes import Route
+from clusternet.tunnel import (
+    Role,
+    SessionConfig,
+    TunnelMetrics,
+    TunnelSession,
+    TunnelWebSocketServerFactory,
+)
+
+__all__ = ["DIRECT_TARGET", "TunnelAttach", "stream_target"]
+
+DIRECT_TARGET = "direct"
+
+
+def stream_target(route: Route) -> str:
+    """
+    The OPEN target for a proxy route.
+    """
+    if route.scheme == "direct":
+        return DIRECT_TARGET
+    host = route.host
+    if ":" not in host.rsplit("]", 1)[-1]:
+        host = f"{host}:{443 if route.scheme == 'https' else 80}"
+    return f"tls:{host}" if route.scheme == "https" else host
+
+
+class TunnelAttach:
+    """
+    Take over an authorized attach request and run a tunnel session on it.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        reactor: IReactorTime,
+        registry: SocketRegistry,
+        metrics: TunnelMetrics | None = None,
+        config: SessionConfig | None = None,
+    ) -> None:
+        self._reactor = reactor
+        self._registry = registry
+        self.metrics = metrics if metrics is not None else TunnelMetrics()
+        self._config = config
+
+    def __call__(self, request: Request, user: User, cluster_id: str) -> Any:
+        peer = request.getClientAddress()
+        address = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        forwarded = request.getHeader(b"x-forwarded-for")
+        if forwarded:
+            address = forwarded.decode("latin-1").split(",")[0].strip()
+
+        def accept(upgrade: ConnectionRequest) -> TunnelSession:
+            session = TunnelSession(
+                Role.ACCEPTOR,
+                self._reactor,
+                config=self._config,
+                metrics=self.metrics,
+                name=cluster_id,
+            )
+            session.when_ready().addCallback(
+                lambda ready: self._registry.attach(
+                    cluster_id, ready, address, user.name
+                )
+            )
+            session.when_closed().addCallback(self._closed, cluster_id, session)
+            return session
+
+        factory = TunnelWebSocketServerFactory(accept, self._reactor)
+        return WebSocketResource(factory).render(request)
+
+    def _closed(self, reason: str, cluster_id: str, session: TunnelSession) -> None:
+        self._log.info(
+            "Tunnel of {cluster} closed: {reason}", cluster=cluster_id, reason=reason
+        )
+        self._registry.detach(cluster_id, session)
