@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from clusternet.tunnel._interfaces import ITunnelProtocol, ITunnelTransport
+from clusternet.tunnel._tuning import tune_transport
 
 __all__ = ["StreamCarrierFactory", "StreamCarrierProtocol"]
 
@@ -31,6 +32,7 @@ class StreamCarrierProtocol(Protocol):
 
     def connectionMade(self) -> None:
         transport: Any = self.transport
+        tune_transport(transport)
         self.peer = str(transport.getPeer())
         transport.registerProducer(self, True)
         self.session.connection_made(self)

@@ -208,11 +208,11 @@ class Loopback(TestCase):
         assert self.agent_metrics.streams_open == 0
 
     async def test_websocket_many_streams_byte_exact(self) -> None:
-        hub, agent = await self.websocket_pair()
+        hub, _agent = await self.websocket_pair()
         await self.many_streams(hub)
 
     async def test_wss_with_ca_bundle_many_streams_byte_exact(self) -> None:
-        hub, agent = await self.websocket_pair(tls=True)
+        hub, _agent = await self.websocket_pair(tls=True)
         await self.many_streams(hub)
 
     async def test_raw_tcp_carrier_many_streams_byte_exact(self) -> None:
@@ -231,7 +231,7 @@ class Loopback(TestCase):
         await self.many_streams(hub)
 
     async def test_agent_http_request_through_the_tunnel(self) -> None:
-        hub, agent = await self.websocket_pair()
+        hub, _agent = await self.websocket_pair()
 
         class Endpoints:
             def endpointForURI(self, uri: Any) -> Any:

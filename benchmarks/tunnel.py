@@ -1,0 +1,391 @@
+"""
+Tunnel benchmark: bulk download, concurrent streams, echo latency and idle
+session memory, through the tunnel and directly, on loopback.
+
+    python benchmarks/tunnel.py          # short run (256 MiB bulk)
+    python benchmarks/tunnel.py --full   # the issue's sizes (1 GiB bulk)
+
+The hub side (stream opener and sink) runs in this process; the agent side
+(dialer and the byte source/echo server) runs in a child process, so each side
+has its own core.  Prints one JSON object per line (name, value, unit,
+baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import emit, rss_kib
+
+from twisted.internet import defer, task
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    wrapClientTLS,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import (
+    Certificate,
+    PrivateCertificate,
+    optionsForClientTLS,
+)
+
+from clusternet.tunnel._tuning import tune_transport
+
+MiB = 1024 * 1024
+CHUNK = b"\xa5" * (1024 * 1024)
+
+
+# -- the source / echo server (agent side) -----------------------------------
+
+
+class Source(Protocol):
+    """
+    First byte: b"B" + u64 size -> send that many bytes then close;
+    b"E" -> echo forever.
+    """
+
+    def connectionMade(self) -> None:
+        self.buffer = b""
+        self.mode = b""
+        self.remaining = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.mode == b"E":
+            self.transport.write(data)
+            return
+        self.buffer += data
+        if not self.mode and len(self.buffer) >= 1:
+            self.mode = self.buffer[:1]
+            if self.mode == b"E":
+                rest, self.buffer = self.buffer[1:], b""
+                if rest:
+                    self.transport.write(rest)
+                return
+        if self.mode == b"B" and len(self.buffer) >= 9:
+            (self.remaining,) = struct.unpack("!Q", self.buffer[1:9])
+            self.buffer = b""
+            self.transport.registerProducer(self, False)
+
+    def resumeProducing(self) -> None:
+        if self.remaining <= 0:
+            return
+        n = min(self.remaining, len(CHUNK))
+        self.remaining -= n
+        self.transport.write(CHUNK if n == len(CHUNK) else CHUNK[:n])
+        if self.remaining <= 0:
+            self.transport.unregisterProducer()
+            self.transport.loseConnection()
+
+    def stopProducing(self) -> None:
+        self.remaining = 0
+
+    def pauseProducing(self) -> None:
+        pass
+
+
+async def agent_main(reactor: Any, args: argparse.Namespace) -> None:
+    from autobahn.websocket import USES_NVX
+
+    from clusternet.tunnel import (
+        AllowList,
+        DialingAcceptor,
+        Role,
+        StreamCarrierFactory,
+        TunnelSession,
+        connect_websocket,
+    )
+
+    port = reactor.listenTCP(0, Factory.forProtocol(Source), interface="127.0.0.1")
+    source_port = port.getHost().port
+    sessions = []
+
+    def make() -> TunnelSession:
+        acceptor = DialingAcceptor(
+            AllowList([f"127.0.0.1:{source_port}"]),
+            lambda h, p: TCP4ClientEndpoint(reactor, h, p),
+            reactor,
+        )
+        session = TunnelSession(Role.DIALER, reactor, acceptor=acceptor, name="bench")
+        sessions.append(session)
+        return session
+
+    endpoint: Any = TCP4ClientEndpoint(reactor, "127.0.0.1", args.hub_port)
+    if args.carrier in ("wss", "tls"):
+        ca = Certificate.loadPEM(Path(args.ca).read_bytes())
+        endpoint = wrapClientTLS(
+            optionsForClientTLS("127.0.0.1", trustRoot=ca), endpoint
+        )
+    for _ in range(args.sessions):
+        if args.carrier in ("ws", "wss"):
+            scheme = "wss" if args.carrier == "wss" else "ws"
+            await connect_websocket(
+                reactor,
+                endpoint,
+                f"{scheme}://127.0.0.1:{args.hub_port}/tunnel",
+                make,
+                {"Authorization": "Bearer bench"},
+            )
+        else:
+            session = make()
+            await endpoint.connect(StreamCarrierFactory(lambda addr, s=session: s))
+    print(json.dumps({"source_port": source_port, "nvx": USES_NVX}), flush=True)
+    # Run until the hub terminates us.
+    await defer.Deferred()
+
+
+# -- the hub side (this process) ---------------------------------------------
+
+
+class Sink(Protocol):
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.received = 0
+        self.done: defer.Deferred[float] = defer.Deferred()
+        self.started = 0.0
+
+    def connectionMade(self) -> None:
+        # The direct baseline reads as much per call as the tunnel does.
+        tune_transport(self.transport)
+        self.started = time.perf_counter()
+        self.transport.write(b"B" + struct.pack("!Q", self.expected))
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += len(data)
+
+    def connectionLost(self, reason: Any) -> None:
+        elapsed = time.perf_counter() - self.started
+        if self.received != self.expected:
+            self.done.errback(RuntimeError(f"got {self.received} of {self.expected}"))
+        else:
+            self.done.callback(elapsed)
+
+
+class Pinger(Protocol):
+    def connectionMade(self) -> None:
+        self.waiting: defer.Deferred[None] | None = None
+        self.transport.write(b"E")
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.waiting is not None:
+            d, self.waiting = self.waiting, None
+            d.callback(None)
+
+    async def round_trips(self, count: int) -> list[float]:
+        times = []
+        for _ in range(count):
+            self.waiting = defer.Deferred()
+            start = time.perf_counter()
+            self.transport.write(b"x")
+            await self.waiting
+            times.append((time.perf_counter() - start) * 1e6)
+        return times
+
+
+async def bulk(endpoint: Any, size: int) -> float:
+    sink = Sink(size)
+    await endpoint.connect(Factory.forProtocol(lambda: sink))
+    elapsed = await sink.done
+    return size / MiB / elapsed
+
+
+async def parallel(endpoint: Any, streams: int, size: int) -> float:
+    sinks = [Sink(size) for _ in range(streams)]
+    start = time.perf_counter()
+    for sink in sinks:
+        await endpoint.connect(Factory.forProtocol(lambda s=sink: s))
+    await defer.gatherResults([s.done for s in sinks])
+    return streams * size / MiB / (time.perf_counter() - start)
+
+
+async def echo(endpoint: Any, count: int) -> tuple[float, float]:
+    pinger = Pinger()
+    await endpoint.connect(Factory.forProtocol(lambda: pinger))
+    await pinger.round_trips(50)
+    times = sorted(await pinger.round_trips(count))
+    pinger.transport.loseConnection()
+    return times[len(times) // 2], times[int(len(times) * 0.99)]
+
+
+class Hub:
+    def __init__(self, reactor: Any, carrier: str, tls: Any) -> None:
+        from autobahn.twisted.resource import WebSocketResource
+        from twisted.web.resource import Resource
+        from twisted.web.server import Site
+
+        from clusternet.tunnel import (
+            Role,
+            StreamCarrierFactory,
+            TunnelSession,
+            TunnelWebSocketServerFactory,
+        )
+
+        self.reactor = reactor
+        self.sessions: list[TunnelSession] = []
+        self.waiting: list[tuple[int, defer.Deferred[None]]] = []
+
+        def new_session(*_: Any) -> TunnelSession:
+            session = TunnelSession(Role.ACCEPTOR, reactor, name="bench-hub")
+            self.sessions.append(session)
+            session.when_ready().addCallback(lambda _: self._check())
+            return session
+
+        if carrier in ("ws", "wss"):
+            root = Resource()
+            root.putChild(
+                b"tunnel",
+                WebSocketResource(TunnelWebSocketServerFactory(new_session, reactor)),
+            )
+            factory: Any = Site(root)
+        else:
+            factory = StreamCarrierFactory(new_session)
+        if tls is None:
+            self.port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        else:
+            self.port = reactor.listenSSL(0, factory, tls, interface="127.0.0.1")
+
+    def _check(self) -> None:
+        ready = sum(1 for s in self.sessions if s.ready)
+        for count, d in list(self.waiting):
+            if ready >= count and not d.called:
+                d.callback(None)
+
+    def wait_for(self, count: int) -> defer.Deferred[None]:
+        d: defer.Deferred[None] = defer.Deferred()
+        self.waiting.append((count, d))
+        self._check()
+        return d
+
+
+async def run_agent(
+    reactor: Any, hub: Hub, carrier: str, ca_file: str, sessions: int = 1
+) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--agent",
+            "--hub-port",
+            str(hub.port.getHost().port),
+            "--carrier",
+            carrier,
+            "--ca",
+            ca_file,
+            "--sessions",
+            str(sessions),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    line = await _read_line(reactor, proc)
+    await hub.wait_for(sessions)
+    return proc, json.loads(line)
+
+
+async def _read_line(reactor: Any, proc: subprocess.Popen[bytes]) -> bytes:
+    from twisted.internet.threads import deferToThread
+
+    assert proc.stdout is not None
+    line = await deferToThread(proc.stdout.readline)
+    if not line:
+        raise RuntimeError("agent process exited")
+    return line
+
+
+async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
+    from clusternet.pki import issue_certificate, make_ca
+
+    ca = make_ca("bench-ca")
+    pair = issue_certificate(ca, "127.0.0.1", hosts=["127.0.0.1"], server=True)
+    tls = PrivateCertificate.loadPEM(pair.certificate_pem + pair.key_pem).options()
+    ca_file = tempfile.NamedTemporaryFile(suffix=".pem", delete=False)
+    ca_file.write(ca.certificate_pem)
+    ca_file.close()
+    size = (1024 if args.full else args.bulk_mib) * MiB
+    per_stream = (64 if args.full else args.stream_mib) * MiB
+    direct_bulk = direct_parallel = None
+    direct_echo: tuple[float, float] | None = None
+    try:
+        for carrier in ("ws", "wss", "tls"):
+            hub = Hub(reactor, carrier, None if carrier == "ws" else tls)
+            proc, info = await run_agent(reactor, hub, carrier, ca_file.name)
+            target = f"127.0.0.1:{info['source_port']}"
+            direct = TCP4ClientEndpoint(reactor, "127.0.0.1", info["source_port"])
+            through = hub.sessions[0].endpoint_for(target)
+            if direct_bulk is None:
+                direct_bulk = await bulk(direct, size)
+            value = await bulk(through, size)
+            emit(
+                f"bulk_1_stream_{carrier}",
+                value,
+                "MiB/s",
+                direct_bulk,
+                bytes=size,
+                nvx=info["nvx"],
+            )
+            if carrier == "ws":
+                direct_parallel = await parallel(direct, 64, per_stream)
+                value = await parallel(through, 64, per_stream)
+                emit(
+                    "bulk_64_streams_ws",
+                    value,
+                    "MiB/s",
+                    direct_parallel,
+                    bytes_per_stream=per_stream,
+                )
+                direct_echo = await echo(direct, 2000)
+                p50, p99 = await echo(through, 2000)
+                emit("echo_rtt_p50_ws", p50, "us", direct_echo[0])
+                emit("echo_rtt_p99_ws", p99, "us", direct_echo[1])
+            proc.terminate()
+            proc.wait()
+            await hub.port.stopListening()
+            for session in hub.sessions:
+                session.abort("bench over")
+        # Memory per idle session, measured in the hub process.
+        hub = Hub(reactor, "ws", None)
+        before = rss_kib()
+        proc, info = await run_agent(reactor, hub, "ws", ca_file.name, args.idle)
+        await task.deferLater(reactor, 0.5, lambda: None)
+        after = rss_kib()
+        emit(
+            "idle_session_memory_ws",
+            (after - before) / args.idle,
+            "KiB/session",
+            None,
+            sessions=args.idle,
+        )
+        proc.terminate()
+        proc.wait()
+    finally:
+        os.unlink(ca_file.name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--full", action="store_true", help="1 GiB bulk, 64x64 MiB")
+    parser.add_argument("--bulk-mib", type=int, default=256)
+    parser.add_argument("--stream-mib", type=int, default=4)
+    parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--hub-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--carrier", default="ws", help=argparse.SUPPRESS)
+    parser.add_argument("--ca", help=argparse.SUPPRESS)
+    parser.add_argument("--sessions", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    entry = agent_main if args.agent else hub_main
+    task.react(lambda reactor: defer.Deferred.fromCoroutine(entry(reactor, args)))
+
+
+if __name__ == "__main__":
+    main()
