@@ -2,7 +2,6 @@
 The hub's authentication chain and its caching SubjectAccessReview authorizer.
 """
 
-
 import pytest
 from cryptography import x509
 
