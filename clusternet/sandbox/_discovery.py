@@ -261,23 +261,55 @@ def _reverse_domain(group: str) -> str:
 
 
 def _definition_name(rtype: ResourceType) -> str:
-    return f"{_reverse_domain(rtype.group)}.{rtype.version}.{rtype.kind}"
+    if rtype.crd:
+        return f"{_reverse_domain(rtype.group)}.{rtype.version}.{rtype.kind}"
+    short = rtype.group.split(".")[0] if rtype.group else "core"
+    if rtype.group.endswith(".k8s.io") and rtype.group.count(".") == 2:
+        short = rtype.group.split(".")[0]
+    return f"io.k8s.api.{short}.{rtype.version}.{rtype.kind}"
 
 
 def _operation_tag(rtype: ResourceType) -> str:
+    if not rtype.group:
+        return f"core_{rtype.version}"
     parts = rtype.group.split(".")
     camel = parts[0] + "".join(p[:1].upper() + p[1:] for p in parts[1:])
     return f"{camel}_{rtype.version}"
+
+
+_QUERY = [
+    {
+        "name": "dryRun",
+        "in": "query",
+        "description": "When present, indicates that modifications should not be persisted.",
+        "schema": {"type": "string", "uniqueItems": True},
+    },
+    {
+        "name": "fieldManager",
+        "in": "query",
+        "description": "fieldManager is a name associated with the actor or entity that is making these changes.",
+        "schema": {"type": "string", "uniqueItems": True},
+    },
+    {
+        "name": "fieldValidation",
+        "in": "query",
+        "description": "fieldValidation instructs the server on how to handle objects in the request (POST/PUT/PATCH) containing unknown or duplicate fields. Valid values are: Ignore, Warn, Strict.",
+        "schema": {"type": "string", "uniqueItems": True},
+    },
+]
 
 
 def openapi_v3_document(
     registry: Registry, group: str, version: str
 ) -> JSONObject | None:
     """
-    The OpenAPI v3 document of a custom resource group/version, enough for
-    C{kubectl explain} and for C{kubectl apply} to pick the right patch type.
+    The OpenAPI v3 document of a group/version: for custom resources with their
+    schema (enough for C{kubectl explain}); for built-in kinds an open schema.
+    Every kind has a PATCH operation declaring C{fieldValidation}, which is how
+    kubectl decides to leave validation to the server; built-in kinds do not
+    advertise strategic merge here so kubectl computes it from its own types.
     """
-    resources = [r for r in registry.in_group_version(group, version) if r.crd]
+    resources = [r for r in registry.in_group_version(group, version) if r.stored]
     if not resources:
         return None
     paths: dict[str, Any] = {}
@@ -289,7 +321,14 @@ def openapi_v3_document(
         gvk = [{"group": rtype.group, "kind": rtype.kind, "version": rtype.version}]
         ref = {"$ref": f"#/components/schemas/{_definition_name(rtype)}"}
         json_content = {"application/json": {"schema": ref}}
-        schema = json.loads(json.dumps(rtype.schema or {"type": "object"}))
+        if rtype.crd:
+            schema = json.loads(json.dumps(rtype.schema or {"type": "object"}))
+        else:
+            schema = {
+                "description": f"{rtype.kind} (served by the clusternet sandbox).",
+                "type": "object",
+                "x-kubernetes-preserve-unknown-fields": True,
+            }
         properties = schema.setdefault("properties", {})
         properties["apiVersion"] = {
             "description": API_VERSION_DESCRIPTION,
@@ -319,26 +358,31 @@ def openapi_v3_document(
                 {**gvk[0], "kind": rtype.kind + "List"}
             ],
         }
-        base = f"/apis/{rtype.group}/{rtype.version}"
+        base = (
+            f"/apis/{rtype.group}/{rtype.version}"
+            if rtype.group
+            else f"/api/{rtype.version}"
+        )
         collection = (
             f"{base}/namespaces/{{namespace}}/{rtype.plural}"
             if rtype.namespaced
             else f"{base}/{rtype.plural}"
         )
         tag = [_operation_tag(rtype)]
+        patch_types = [
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ]
         patch_body = {
-            "content": {
-                "application/json-patch+json": {"schema": {"type": "object"}},
-                "application/merge-patch+json": {"schema": {"type": "object"}},
-                "application/apply-patch+yaml": {"schema": {"type": "object"}},
-            },
+            "content": {t: {"schema": {"type": "object"}} for t in patch_types},
             "required": True,
         }
         action = {"x-kubernetes-group-version-kind": gvk[0]}
         paths[collection] = {
             "get": {
                 "tags": tag,
-                "description": f"list objects of kind {rtype.kind}",
+                "description": f"list or watch objects of kind {rtype.kind}",
                 "responses": {
                     "200": {
                         "description": "OK",
@@ -357,6 +401,7 @@ def openapi_v3_document(
             "post": {
                 "tags": tag,
                 "description": f"create a {rtype.kind}",
+                "parameters": _QUERY,
                 "requestBody": {
                     "content": {"application/json": {"schema": ref}},
                     "required": True,
@@ -379,6 +424,7 @@ def openapi_v3_document(
             "put": {
                 "tags": tag,
                 "description": f"replace the specified {rtype.kind}",
+                "parameters": _QUERY,
                 "requestBody": {
                     "content": {"application/json": {"schema": ref}},
                     "required": True,
@@ -390,6 +436,14 @@ def openapi_v3_document(
             "patch": {
                 "tags": tag,
                 "description": f"partially update the specified {rtype.kind}",
+                "parameters": [
+                    *_QUERY,
+                    {
+                        "name": "force",
+                        "in": "query",
+                        "schema": {"type": "boolean", "uniqueItems": True},
+                    },
+                ],
                 "requestBody": patch_body,
                 "responses": {"200": {"description": "OK", "content": json_content}},
                 "x-kubernetes-action": "patch",
@@ -416,9 +470,10 @@ def openapi_v3_document(
                     **action,
                 },
             }
+    title = "Kubernetes CRD Swagger" if all(r.crd for r in resources) else "Kubernetes"
     return {
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"},
+        "info": {"title": title, "version": "v0.1.0"},
         "paths": paths,
         "components": {"schemas": schemas},
     }
@@ -441,7 +496,8 @@ def openapi_v3_index(registry: Registry) -> tuple[JSONObject, dict[str, JSONObje
         for version in versions:
             document = openapi_v3_document(registry, group, version)
             if document is not None:
-                documents[f"apis/{group}/{version}"] = document
+                key = f"apis/{group}/{version}" if group else f"api/{version}"
+                documents[key] = document
     index = {
         "paths": {
             path: {"serverRelativeURL": f"/openapi/v3/{path}?hash={document_hash(doc)}"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import platform
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -561,7 +562,7 @@ class SandboxAPI(Resource):
             )
         if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
             try:
-                body = yaml.safe_load(raw.decode("utf-8"))
+                body = _load_yaml(raw.decode("utf-8"))
             except (yaml.YAMLError, UnicodeDecodeError) as e:
                 raise bad_request(
                     f"the object provided is unrecognized (must be of type {rtype.kind}): couldn't get version/kind; yaml parse error: {e}"
@@ -792,6 +793,7 @@ class SandboxAPI(Resource):
         request.setResponseCode(200)
         request.setHeader(b"content-type", b"application/json")
         request.setHeader(b"cache-control", b"no-cache, private")
+        request.write(b"")  # the headers go out now, as the real server sends them
         initial = since is None and query.get("sendInitialEvents") != "false"
         if since is None:
             if initial:
@@ -1016,7 +1018,7 @@ class SandboxAPI(Resource):
             )
         try:
             if kind == "apply":
-                patch = yaml.safe_load(raw.decode("utf-8"))
+                patch = _load_yaml(raw.decode("utf-8"))
             else:
                 patch = json.loads(raw.decode("utf-8"))
         except (ValueError, yaml.YAMLError, UnicodeDecodeError) as e:
@@ -1183,10 +1185,9 @@ class SandboxAPI(Resource):
             resource_version=preconditions.get("resourceVersion"),
         )
         assert last is not None
-        if (
-            rtype.return_deleted
-            or (last["metadata"].get("deletionTimestamp")
-            and self.store.peek(rtype.key, namespace, name) is not None)
+        if rtype.return_deleted or (
+            last["metadata"].get("deletionTimestamp")
+            and self.store.peek(rtype.key, namespace, name) is not None
         ):
             return self._output(request, rtype, last)
         details: JSONObject = {"name": name}
@@ -1373,6 +1374,31 @@ class _WatchStream:
         except Exception:
             self._log.failure("watch write failed")
             self.close()
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """
+    YAML as Kubernetes reads it for JSON-compatible documents: only C{true} and
+    C{false} are booleans (not C{y}, C{yes}, C{on}, ...).
+    """
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.copy().items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
+
+
+def _load_yaml(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506
 
 
 def _header(request: Request, name: str) -> str:

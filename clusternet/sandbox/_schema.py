@@ -43,10 +43,8 @@ def _show(value: Any) -> str:
 
 def _type_matches(want: str, value: Any) -> bool:
     if want == "integer":
-        return (
-            (isinstance(value, int)
-            and not isinstance(value, bool))
-            or (isinstance(value, float) and value.is_integer())
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer()
         )
     if want == "number":
         return isinstance(value, (int, float)) and not isinstance(value, bool)
