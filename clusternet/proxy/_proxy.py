@@ -242,6 +242,15 @@ class _ResponseRelay(Protocol):
                 exchange.abort_client()
         self.done.callback(None)
 
+    def abort(self) -> None:
+        """
+        Close the upstream connection: nobody is reading this response.
+        """
+        transport: Any = self.transport
+        if transport is not None:
+            transport.stopProducing()
+            transport.loseConnection()
+
     # IPushProducer, for the client side.
     def pauseProducing(self) -> None:
         if self.transport is not None:
@@ -287,7 +296,7 @@ class _Exchange:
         if pending is not None:
             pending.cancel()
         if self._relay is not None:
-            self._relay.stopProducing()
+            self._relay.abort()
 
     def log_failure(self, what: str, reason: Failure) -> None:
         self._log.info(
@@ -478,6 +487,8 @@ class _Exchange:
             request.responseHeaders.setRawHeaders(
                 b"content-length", [b"%d" % (response.length,)]
             )
+        # Send the head now: a watch may not have an event for minutes.
+        request.write(b"")
         relay = _ResponseRelay(self)
         self._relay = relay
         response.deliverBody(relay)
