@@ -299,10 +299,11 @@ class SandboxAPI(Resource):
         connection = getattr(transport, "_tlsConnection", None)
         if connection is not None:
             try:
-                peer_chain = connection.get_peer_cert_chain()
-                if not peer_chain:
-                    leaf = connection.get_peer_certificate()
-                    peer_chain = [leaf] if leaf is not None else []
+                leaf = connection.get_peer_certificate()
+                verified = connection.get_verified_chain() if leaf is not None else None
+                peer_chain = (
+                    list(verified) if verified else ([leaf] if leaf is not None else [])
+                )
                 chain = tuple(c.to_cryptography() for c in peer_chain)
             except Exception:
                 chain = ()
