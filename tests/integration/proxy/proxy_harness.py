@@ -4,9 +4,11 @@ Processes for the proxy's integration tests (run as a script, not collected).
   python proxy_harness.py backend
       a twisted.web backend on 127.0.0.1 plus a raw socket server that answers
       Upgrade requests; prints {"web": port, "raw": port} on stdout.
-  python proxy_harness.py proxy WEB_PORT RAW_PORT
-      a StreamingSite whose ProxyResource routes /backend/... and /raw/... to
-      them; prints {"proxy": port}.
+      (and the same web resources over TLS, with a fresh CA whose file it
+      names: {"web", "raw", "tls", "ca"}).
+  python proxy_harness.py proxy WEB_PORT RAW_PORT TLS_PORT CA_FILE
+      a StreamingSite whose ProxyResource routes /backend/..., /tls/... and
+      /raw/... to them; prints {"proxy": port}.
 
 Both run until stdin closes, so a test that dies never leaves them behind.
 """
@@ -16,17 +18,25 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import tempfile
 from typing import Any
 
 from twisted.internet import reactor as _reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint
+from twisted.internet.endpoints import (
+    SSL4ServerEndpoint,
+    TCP4ClientEndpoint,
+    TCP4ServerEndpoint,
+    wrapClientTLS,
+)
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, PrivateCertificate, optionsForClientTLS
 from twisted.internet.stdio import StandardIO
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from clusternet.pki import issue_certificate, make_ca
 from clusternet.proxy import (
     ProxyError,
     ProxyResource,
@@ -282,18 +292,32 @@ def backend() -> None:
         (b"redirect", Redirect()),
     ]:
         root.putChild(name, child)
-    ports: dict[str, int] = {}
+    ports: dict[str, Any] = {}
     web = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
     raw = TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1")
+    ca = make_ca("proxy-test-ca")
+    leaf = issue_certificate(ca, "localhost", hosts=["localhost"], server=True)
+    ca_file = tempfile.NamedTemporaryFile(suffix=".pem", delete=False)
+    ca_file.write(ca.certificate_pem)
+    ca_file.close()
+    ports["ca"] = ca_file.name
+    tls = SSL4ServerEndpoint(
+        reactor,
+        0,
+        PrivateCertificate.loadPEM(leaf.key_pem + leaf.certificate_pem).options(),
+        interface="127.0.0.1",
+    )
 
     def listening(port: Any, name: str) -> None:
         ports[name] = port.getHost().port
-        if len(ports) == 2:
+        if len(ports) == 4:
             announce(ports)
 
     # StreamingSite only for its larger header limit: every resource here is
     # an ordinary one.
-    web.listen(StreamingSite(root, reactor=reactor)).addCallback(listening, "web")
+    site = StreamingSite(root, reactor=reactor)
+    web.listen(site).addCallback(listening, "web")
+    tls.listen(site).addCallback(listening, "tls")
     raw.listen(Factory.forProtocol(RawUpgrade)).addCallback(listening, "raw")
 
 
@@ -305,10 +329,16 @@ class DialRefused(Exception):
 
 
 class Routes(ProxyResource):
-    def __init__(self, proxy: ReverseProxy, web: int, raw: int) -> None:
+    def __init__(
+        self, proxy: ReverseProxy, web: int, raw: int, tls: int, ca: bytes
+    ) -> None:
         super().__init__(proxy)
         self.web = web
         self.raw = raw
+        self.tls = tls
+        self.tls_options = optionsForClientTLS(
+            "localhost", trustRoot=Certificate.loadPEM(ca)
+        )
 
     def route(self, request: Request) -> Route:
         first = request.prepath[0]
@@ -322,9 +352,13 @@ class Routes(ProxyResource):
             )
         if first == b"error":
             raise ProxyError(503, "agent for cluster x is not connected")
-        if first in (b"backend", b"raw", b"dead", b"refused"):
+        if first in (b"backend", b"raw", b"dead", b"refused", b"tls"):
             port = {b"backend": self.web, b"raw": self.raw, b"dead": 1}.get(first, 0)
             endpoint: Any = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+            if first == b"tls":
+                endpoint = wrapClientTLS(
+                    self.tls_options, TCP4ClientEndpoint(reactor, "127.0.0.1", self.tls)
+                )
             if first == b"refused":
                 endpoint = RefusingEndpoint()
             prefix = b"http://127.0.0.1:%d" % (self.web,)
@@ -370,11 +404,13 @@ def refused_status(failure: Any) -> ProxyError | None:
     return None
 
 
-def proxy(web: int, raw: int) -> None:
+def proxy(web: int, raw: int, tls: int, ca_path: str) -> None:
     reverse = ReverseProxy(reactor, connect_timeout=5.0, error_status=refused_status)
     root = Resource()
-    routes = Routes(reverse, web, raw)
-    for name in (b"backend", b"raw", b"dead", b"error", b"refused"):
+    with open(ca_path, "rb") as ca_file:
+        ca = ca_file.read()
+    routes = Routes(reverse, web, raw, tls, ca)
+    for name in (b"backend", b"raw", b"dead", b"error", b"refused", b"tls"):
         root.putChild(name, routes)
     root.putChild(b"plain", Plain())
     root.putChild(b"proxy-stats", ProxyStats())
@@ -403,7 +439,7 @@ def main(argv: list[str]) -> None:
     if argv[0] == "backend":
         backend()
     else:
-        proxy(int(argv[1]), int(argv[2]))
+        proxy(int(argv[1]), int(argv[2]), int(argv[3]), argv[4])
     reactor.run()
 
 

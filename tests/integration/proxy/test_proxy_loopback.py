@@ -41,8 +41,17 @@ class Harness:
         ports = json.loads(self._line(self.backend))
         self.web = ports["web"]
         self.raw = ports["raw"]
+        self.ca = ports["ca"]
         self.proxy = subprocess.Popen(
-            [sys.executable, script, "proxy", str(self.web), str(self.raw)],
+            [
+                sys.executable,
+                script,
+                "proxy",
+                str(self.web),
+                str(self.raw),
+                str(ports["tls"]),
+                self.ca,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=env,
@@ -66,6 +75,7 @@ class Harness:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        Path(self.ca).unlink(missing_ok=True)
 
     def connection(self, port: int | None = None) -> http.client.HTTPConnection:
         return http.client.HTTPConnection(
@@ -421,3 +431,14 @@ def test_refused_upgrade_is_an_ordinary_response(harness: Harness) -> None:
     )
     assert response.status == 400
     assert json.loads(data)["message"] == "upgrade refused"
+
+
+def test_tls_upstream_through_wrap_client_tls(harness: Harness) -> None:
+    response, data = harness.request("POST", "/tls/headers?q=1", body=b"over tls")
+    assert response.status == 200
+    seen = json.loads(data)
+    assert seen["uri"] == "/headers?q=1"
+    assert seen["body_length"] == len(b"over tls")
+    total = 8 * 1024 * 1024
+    response, data = harness.request("GET", f"/tls/source?size={total}&chunked=1")
+    assert hashlib.sha256(data).hexdigest() == pattern_digest(total)

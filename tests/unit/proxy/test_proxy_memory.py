@@ -523,3 +523,30 @@ def test_refused_upgrade_is_relayed_as_a_response() -> None:
     assert output.startswith(b"HTTP/1.1 400 Bad Request\r\n")
     assert output.endswith(b"\r\n\r\nnope")
     assert not setup.client_transport.disconnecting
+
+
+def test_head_keeps_the_upstream_content_length_and_sends_no_body() -> None:
+    setup = Setup()
+    setup.send(b"HEAD /x HTTP/1.1\r\nHost: p\r\n\r\n")
+    protocol, _ = setup.upstream
+    protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
+    output = setup.client_output()
+    assert b"Content-Length: 1234\r\n" in output
+    assert output.endswith(b"\r\n\r\n")
+    setup.send(b"GET /y HTTP/1.1\r\nHost: p\r\n\r\n")
+    assert len(setup.endpoint.connections) == 2
+
+
+def test_routes_with_a_pool_key_reuse_idle_connections() -> None:
+    setup = Setup(pool_key=("cluster-a", "direct"))
+    for number in range(3):
+        setup.send(b"GET /%d HTTP/1.1\r\nHost: p\r\n\r\n" % (number,))
+        protocol, transport = setup.upstream
+        assert b"Connection: close" not in transport.value()
+        transport.clear()
+        protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        assert setup.client_output().endswith(b"ok")
+    assert len(setup.endpoint.connections) == 1
+    assert setup.proxy.pool_label(("cluster-a", "direct")) != setup.proxy.pool_label(
+        ("cluster-b", "direct")
+    )
