@@ -509,14 +509,12 @@ class SandboxAPI(Resource):
         return self._method_not_allowed(request)
 
     def _method_not_allowed(self, request: Request) -> bytes:
-        return self._status(
-            request,
-            status_object(
-                405,
-                "the server does not allow this method on the requested resource",
-                details={},
-            ),
+        body = status_object(
+            405, "the server does not allow this method on the requested resource"
         )
+        body["details"] = {}
+        body["code"] = body.pop("code")
+        return self._status(request, body)
 
     def _sub_handler(
         self, rtype: ResourceType, subresource: str

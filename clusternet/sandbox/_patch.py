@@ -582,6 +582,9 @@ def server_side_apply(
         if entry.get("manager") == manager and entry.get("operation") == "Apply":
             continue
         remaining = paths - taken
+        remaining = {
+            p for p in remaining if p[-1] != "." or _has_leaf_below(remaining, p)
+        }
         if not remaining:
             continue
         if remaining != paths:

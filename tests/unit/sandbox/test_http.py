@@ -1,0 +1,416 @@
+"""
+The HTTP API in memory (StubTreq), compared with what a real kube-apiserver
+answered (../shared/kube-wire).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from treq.testing import StubTreq
+
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from zope.interface import implementer
+from zope.interface.verify import verifyObject
+
+from clusternet.sandbox._auth_api import (
+    Attributes,
+    IAuthenticator,
+    IAuthorizer,
+    RequestCredentials,
+    UserInfo,
+)
+from clusternet.sandbox._controllers import CRDController
+from clusternet.sandbox._defaultauth import CertificateAuthenticator, MastersAuthorizer
+from clusternet.sandbox._http import SandboxAPI
+from clusternet.sandbox._resources import Registry
+from clusternet.sandbox._store import Store
+from clusternet.pki import issue_certificate, make_ca
+
+WIRE = Path(__file__).resolve().parents[3].parent / "shared" / "kube-wire"
+
+
+def wire(name: str) -> dict[str, Any]:
+    path = WIRE / name
+    if not path.exists():
+        pytest.skip(f"{path} is not present")
+    return json.loads(path.read_text())
+
+
+@implementer(IAuthenticator)
+class HeaderAuthenticator:
+    def authenticate(self, credentials: RequestCredentials) -> UserInfo | None:
+        users = credentials.headers.get("x-test-user")
+        if not users:
+            return None
+        return UserInfo(users[0], groups=credentials.headers.get("x-test-group", ()))
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_800_000_000)
+        self.registry = Registry.with_builtins()
+        self.store = Store(self.registry, self.clock, history=5, rng=random.Random(0))
+        CRDController(self.store, self.registry).start()
+        self.api = SandboxAPI(
+            self.store,
+            self.registry,
+            self.clock,
+            HeaderAuthenticator(),
+            MastersAuthorizer(),
+        )
+        self.treq = StubTreq(self.api)
+        self.store.create("/namespaces", None, {"metadata": {"name": "ns"}})
+
+    def result(self, deferred: Any) -> Any:
+        out: list[Any] = []
+        deferred.addBoth(out.append)
+        for _ in range(3):
+            self.treq.flush()
+            self.clock.advance(0)
+        assert out, "no answer"
+        if isinstance(out[0], Failure):
+            out[0].raiseException()
+        return out[0]
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        user: str = "admin",
+        groups: tuple[str, ...] = ("system:masters",),
+        content_type: str = "application/json",
+        accept: str = "application/json",
+    ) -> tuple[int, Any, Any]:
+        headers = {"accept": [accept], "content-type": [content_type]}
+        if user:
+            headers["x-test-user"] = [user]
+            headers["x-test-group"] = list(groups)
+        data = (
+            body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        )
+        response = self.result(
+            self.treq.request(
+                method, "https://sandbox" + path, headers=headers, data=data
+            )
+        )
+        text = self.result(response.content())
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = text
+        return response.code, parsed, response.headers
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+def cm(name: str, **data: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name},
+        "data": data,
+    }
+
+
+def test_default_auth_implements_the_interfaces() -> None:
+    ca = make_ca("kubernetes")
+    assert verifyObject(IAuthenticator, CertificateAuthenticator(ca.certificate))
+    assert verifyObject(IAuthorizer, MastersAuthorizer())
+
+
+def test_certificate_authenticator_takes_cn_and_o_from_certs_of_its_ca() -> None:
+    ca, other = make_ca("kubernetes"), make_ca("other")
+    admin = issue_certificate(
+        ca, "kubernetes-admin", organizations=["system:masters"], client=True
+    )
+    stranger = issue_certificate(
+        other, "x", organizations=["system:masters"], client=True
+    )
+    auth = CertificateAuthenticator(ca.certificate)
+    user = auth.authenticate(
+        RequestCredentials(headers={}, peer_chain=(admin.certificate,))
+    )
+    assert user == UserInfo(
+        "kubernetes-admin", groups=("system:masters", "system:authenticated")
+    )
+    assert (
+        auth.authenticate(
+            RequestCredentials(headers={}, peer_chain=(stranger.certificate,))
+        )
+        is None
+    )
+    assert auth.authenticate(RequestCredentials(headers={})) is None
+
+
+def test_no_credentials_is_401_like_the_real_server(h: Harness) -> None:
+    code, body, _ = h.request("GET", "/api/v1/namespaces", user="")
+    real = wire("075-unauthorized-401.json")["response"]
+    assert (code, body) == (real["status"], real["body"])
+
+
+def test_forbidden_is_403_with_the_real_message(h: Harness) -> None:
+    code, body, _ = h.request(
+        "GET",
+        "/api/v1/namespaces/wire-37a0a/secrets",
+        user="system:serviceaccount:wire-37a0a:agent",
+        groups=(),
+    )
+    real = wire("074-forbidden-403-sa.json")["response"]
+    assert code == 403 and body == real["body"]
+
+
+def test_create_get_and_errors_match_the_real_bodies(h: Harness) -> None:
+    code, body, _ = h.request(
+        "POST", "/api/v1/namespaces/ns/configmaps", cm("c1", a="1")
+    )
+    assert code == 201 and body["metadata"]["managedFields"][0]["fieldsV1"] == {
+        "f:data": {".": {}, "f:a": {}}
+    }
+    code, body, _ = h.request(
+        "POST", "/api/v1/namespaces/ns/configmaps", cm("c1", a="1")
+    )
+    assert (code, body["reason"], body["details"]) == (
+        409,
+        "AlreadyExists",
+        {"name": "c1", "kind": "configmaps"},
+    )
+    code, body, _ = h.request("GET", "/api/v1/namespaces/ns/configmaps/nope")
+    assert body == wire("023-cm-get-404.json")["response"]["body"]
+    code, body, _ = h.request("POST", "/api/v1/namespaces/ns/configmaps/c1", {"a": 1})
+    assert (code, body) == (405, wire("040-cm-method-405.json")["response"]["body"])
+    code, body, _ = h.request(
+        "GET", "/api/v1/namespaces/ns/configmaps?fieldSelector=data.a%3D1"
+    )
+    assert (code, body) == (
+        400,
+        wire("037-cm-list-bad-field-400.json")["response"]["body"],
+    )
+    code, body, _ = h.request(
+        "POST",
+        "/api/v1/namespaces/ns/configmaps",
+        {**cm("m"), "metadata": {"name": "m", "namespace": "other"}},
+    )
+    assert (code, body) == (
+        400,
+        wire("033-cm-create-400-ns-mismatch.json")["response"]["body"],
+    )
+    code, body, _ = h.request("GET", "/apis/nonexistent.example.com/v1/things")
+    assert code == 404 and body["kind"] == "Status"
+
+
+def test_stale_update_is_409_conflict(h: Harness) -> None:
+    _, made, _ = h.request("POST", "/api/v1/namespaces/ns/configmaps", cm("c1", a="1"))
+    h.request(
+        "PUT", "/api/v1/namespaces/ns/configmaps/c1", {**made, "data": {"a": "2"}}
+    )
+    code, body, _ = h.request(
+        "PUT", "/api/v1/namespaces/ns/configmaps/c1", {**made, "data": {"a": "stale"}}
+    )
+    assert code == 409
+    assert (
+        body["message"]
+        == wire("030-cm-update-409-conflict.json")["response"]["body"]["message"]
+    )
+
+
+def test_patch_types(h: Harness) -> None:
+    h.request("POST", "/api/v1/namespaces/ns/configmaps", cm("c1", a="1"))
+    _, body, _ = h.request(
+        "PATCH",
+        "/api/v1/namespaces/ns/configmaps/c1",
+        {"data": {"a": "2"}},
+        content_type="application/merge-patch+json",
+    )
+    assert body["data"] == {"a": "2"}
+    _, body, _ = h.request(
+        "PATCH",
+        "/api/v1/namespaces/ns/configmaps/c1",
+        [{"op": "replace", "path": "/data/zzz", "value": "3"}],
+        content_type="application/json-patch+json",
+    )
+    assert body["data"] == {"a": "2", "zzz": "3"}
+    _, body, _ = h.request(
+        "PATCH",
+        "/api/v1/namespaces/ns/configmaps/c1",
+        {"metadata": {"labels": {"s": "1"}}},
+        content_type="application/strategic-merge-patch+json",
+    )
+    assert body["metadata"]["labels"] == {"s": "1"}
+    code, body, _ = h.request(
+        "PATCH",
+        "/api/v1/namespaces/ns/configmaps/ssa?fieldManager=kubectl",
+        cm("ssa", x="1"),
+        content_type="application/apply-patch+yaml",
+    )
+    assert code == 201 and body["metadata"]["managedFields"][0]["operation"] == "Apply"
+
+
+def test_lists_with_limit_and_continue(h: Harness) -> None:
+    for name in ("a", "b", "c"):
+        h.request("POST", "/api/v1/namespaces/ns/configmaps", cm(name))
+    _, page, _ = h.request("GET", "/api/v1/namespaces/ns/configmaps?limit=2")
+    assert [i["metadata"]["name"] for i in page["items"]] == ["a", "b"]
+    assert (
+        page["metadata"]["remainingItemCount"] == 1 and "kind" not in page["items"][0]
+    )
+    _, rest, _ = h.request(
+        "GET",
+        f"/api/v1/namespaces/ns/configmaps?limit=2&continue={page['metadata']['continue']}",
+    )
+    assert [i["metadata"]["name"] for i in rest["items"]] == ["c"]
+
+
+def test_table_output_has_the_real_columns(h: Harness) -> None:
+    h.request(
+        "POST", "/api/v1/namespaces/ns/configmaps", cm("c1", a="1", b="2", zzz="3")
+    )
+    accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    _, table, _ = h.request("GET", "/api/v1/namespaces/ns/configmaps", accept=accept)
+    real = wire("038-cm-list-table.json")["response"]["body"]
+    assert table["columnDefinitions"] == real["columnDefinitions"]
+    assert table["rows"][0]["cells"] == ["c1", 3, "0s"]
+    _, table, _ = h.request("GET", "/api/v1/namespaces/ns", accept=accept)
+    assert (
+        table["columnDefinitions"]
+        == wire("039-ns-get-table.json")["response"]["body"]["columnDefinitions"]
+    )
+    assert table["rows"][0]["cells"] == ["ns", "Active", "0s"]
+
+
+def test_crd_resources_validation_and_strategic_415(h: Harness) -> None:
+    crd = wire("045-crd-create.json")["request"]["body"]
+    code, _, _ = h.request(
+        "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd
+    )
+    assert code == 201
+    code, body, _ = h.request("GET", "/apis/wire.example.com/v1")
+    assert body == wire("047-discovery-crd-group.json")["response"]["body"] | {
+        "resources": body["resources"]
+    }
+    assert [r["name"] for r in body["resources"]] == ["widgets", "widgets/status"]
+    bad = wire("049-cr-create-422-invalid.json")
+    h.store.create("/namespaces", None, {"metadata": {"name": "wire-37a0a"}})
+    code, body, _ = h.request(
+        "POST",
+        "/apis/wire.example.com/v1/namespaces/wire-37a0a/widgets",
+        bad["request"]["body"],
+    )
+    assert (code, body) == (422, bad["response"]["body"])
+    good = wire("048-cr-create.json")["request"]["body"] | {
+        "metadata": {"name": "w1", "namespace": "ns"}
+    }
+    assert (
+        h.request("POST", "/apis/wire.example.com/v1/namespaces/ns/widgets", good)[0]
+        == 201
+    )
+    code, body, _ = h.request(
+        "PATCH",
+        "/apis/wire.example.com/v1/namespaces/ns/widgets/w1",
+        {"spec": {"color": "red"}},
+        content_type="application/strategic-merge-patch+json",
+    )
+    assert (code, body) == (
+        415,
+        wire("054-cr-patch-strategic-415.json")["response"]["body"],
+    )
+    _, table, _ = h.request(
+        "GET",
+        "/apis/wire.example.com/v1/widgets",
+        accept="application/json;as=Table;v=v1;g=meta.k8s.io",
+    )
+    assert (
+        table["columnDefinitions"]
+        == wire("051-cr-list-all-namespaces-table.json")["response"]["body"][
+            "columnDefinitions"
+        ]
+    )
+    assert table["rows"][0]["cells"] == ["w1", "blue", "0s"]
+
+
+def test_watch_from_compacted_history_sends_the_real_error_event(h: Harness) -> None:
+    for i in range(8):
+        h.request("POST", "/api/v1/namespaces/ns/configmaps", cm(f"c{i}"))
+    code, body, _ = h.request(
+        "GET", "/api/v1/namespaces/ns/configmaps?watch=1&resourceVersion=1"
+    )
+    assert code == 200
+    event = json.loads(body) if isinstance(body, bytes) else body
+    assert event["type"] == "ERROR"
+    real = wire("043-cm-watch-410-too-old.json")["response"]["body"][0]["object"]
+    assert {k: v for k, v in event["object"].items() if k != "message"} == {
+        k: v for k, v in real.items() if k != "message"
+    }
+    assert event["object"]["message"].startswith("too old resource version: 1 (")
+
+
+def test_discovery_documents(h: Harness) -> None:
+    _, body, headers = h.request(
+        "GET",
+        "/apis",
+        accept="application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+    )
+    assert body["kind"] == "APIGroupDiscoveryList"
+    assert headers.getRawHeaders("content-type") == [
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+    ]
+    _, body, _ = h.request("GET", "/apis/coordination.k8s.io/v1")
+    real = wire("012-discovery-apis-coordination.k8s.io-v1.json")["response"]["body"]
+    assert [r["name"] for r in body["resources"]] == [
+        r["name"] for r in real["resources"]
+    ]
+    assert body["resources"][0]["verbs"] == real["resources"][0]["verbs"]
+    _, body, _ = h.request("GET", "/version")
+    assert set(body) == set(wire("001-version.json")["response"]["body"])
+    code, body, _ = h.request("GET", "/readyz?verbose=1")
+    assert code == 200 and body.endswith(b"readyz check passed\n")
+
+
+def test_request_attributes_reach_the_authorizer(h: Harness) -> None:
+    seen: list[Attributes] = []
+
+    @implementer(IAuthorizer)
+    class Recorder:
+        def authorize(self, attributes: Attributes) -> Any:
+            seen.append(attributes)
+            return MastersAuthorizer().authorize(attributes)
+
+    h.api.authorizer = Recorder()
+    h.request("GET", "/api/v1/namespaces/ns/configmaps?watch=true&timeoutSeconds=0")
+    h.request(
+        "PATCH",
+        "/apis/wire.example.com/v1/namespaces/ns/widgets/w1/status",
+        {},
+        content_type="application/merge-patch+json",
+    )
+    h.request("DELETE", "/api/v1/namespaces/ns/configmaps")
+    h.request("GET", "/healthz")
+    got = [
+        (
+            a.verb,
+            a.api_group,
+            a.resource,
+            a.subresource,
+            a.namespace,
+            a.name,
+            a.resource_request,
+        )
+        for a in seen
+    ]
+    assert got == [
+        ("watch", "", "configmaps", "", "ns", "", True),
+        ("patch", "wire.example.com", "widgets", "status", "ns", "w1", True),
+        ("deletecollection", "", "configmaps", "", "ns", "", True),
+        ("get", "", "", "", "", "", False),
+    ]
