@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (long human-readable messages and descriptions, kept verbatim)
 """
 C{clusternet sandbox apiserver}: run a sandbox API server in the foreground.
 """
@@ -93,7 +94,7 @@ def _run(args: argparse.Namespace) -> int:
             server.startService()
         except Exception as e:
             failed.append(e)
-            reactor.stop()  # type: ignore[attr-defined]
+            reactor.stop()
             return
         print(
             f"sandbox {args.name} serving on {server.url}; kubeconfig {server.material.kubeconfig_path}",
@@ -105,9 +106,9 @@ def _run(args: argparse.Namespace) -> int:
             return server.stopService()
         return None
 
-    reactor.callWhenRunning(start)  # type: ignore[attr-defined]
-    reactor.addSystemEventTrigger("before", "shutdown", stop)  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.callWhenRunning(start)
+    reactor.addSystemEventTrigger("before", "shutdown", stop)
+    reactor.run()
     if failed:
         raise CommandError(f"sandbox apiserver failed to start: {failed[0]}")
     return 0

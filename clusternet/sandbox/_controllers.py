@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (long human-readable messages and descriptions, kept verbatim)
 """
 The controllers built into the sandbox: the CRD controller (serves custom
 resources, sets Established, cleans up on delete) and the namespace controller
@@ -105,9 +106,9 @@ class CRDController:
         if event.type == "DELETED":
             group, _, plural = event.resource.partition("/")
             name = f"{plural}.{group}"
-            crd = self._store.peek(CRD_KEY, None, name)
-            if crd is not None and crd["metadata"].get("deletionTimestamp"):
-                self._cleanup(crd)
+            owner = self._store.peek(CRD_KEY, None, name)
+            if owner is not None and owner["metadata"].get("deletionTimestamp"):
+                self._cleanup(owner)
 
     def _establish(self, crd: JSONObject) -> None:
         now = self._store.now()

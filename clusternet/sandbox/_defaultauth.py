@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (long human-readable messages and descriptions, kept verbatim)
 """
 The sandbox's own authentication and authorization until the full ones
 (C{clusternet.sandbox.auth}) are wired: client certificates signed by the

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (long human-readable messages and descriptions, kept verbatim)
 """
 Discovery documents (legacy and aggregated v2), and OpenAPI v2/v3 documents, built
 from the registry.

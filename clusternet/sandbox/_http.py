@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (long human-readable messages and descriptions, kept verbatim)
 """
 The sandbox's HTTP API: routing, authentication and authorization hooks, the
 REST verbs, watch streams, discovery, OpenAPI and Table output.
@@ -241,9 +242,10 @@ class SandboxAPI(Resource):
     def _render(self, request: Request) -> bytes | int:
         method = (request.method or b"GET").decode("ascii", "replace")
         path = (request.path or b"/").decode("utf-8", "replace")
+        args: dict[bytes, list[bytes]] = request.args or {}
         query = {
             k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
-            for k, v in (request.args or {}).items()
+            for k, v in args.items()
             if v
         }
         credentials = self._credentials(request)
@@ -627,7 +629,8 @@ class SandboxAPI(Resource):
         return self._json(request, code, obj)
 
     def _include(self, request: Request) -> str:
-        values = (request.args or {}).get(b"includeObject") or [b"Metadata"]
+        args: dict[bytes, list[bytes]] = request.args or {}
+        values = args.get(b"includeObject") or [b"Metadata"]
         return values[-1].decode("ascii", "replace")
 
     def _get(
@@ -779,7 +782,6 @@ class SandboxAPI(Resource):
                 raise bad_request(
                     f'invalid timeoutSeconds "{query["timeoutSeconds"]}"'
                 ) from None
-        accept = _header(request, "accept")
         stream = _WatchStream(
             self,
             request,
@@ -1093,8 +1095,8 @@ class SandboxAPI(Resource):
                 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
             )
         force = query.get("force") in ("true", "1")
-        meta = (
-            applied.get("metadata") if isinstance(applied.get("metadata"), dict) else {}
+        meta: JSONObject = (
+            applied["metadata"] if isinstance(applied.get("metadata"), dict) else {}
         )
         if meta.get("name") not in (None, name):
             raise bad_request(

@@ -87,12 +87,12 @@ def _pointer(path: object) -> list[str]:
     return [p.replace("~1", "/").replace("~0", "~") for p in path[1:].split("/")]
 
 
-def _index(container: list[Any], token: str, allow_end: bool) -> int:
-    if token == "-" and allow_end:
+def _index(container: list[Any], part: str, allow_end: bool) -> int:
+    if part == "-" and allow_end:
         return len(container)
-    if not token.isdigit() or (len(token) > 1 and token[0] == "0"):
-        raise PatchError(f"invalid array index {token!r}")
-    index = int(token)
+    if not part.isdigit() or (len(part) > 1 and part[0] == "0"):
+        raise PatchError(f"invalid array index {part!r}")
+    index = int(part)
     if index > len(container) or (index == len(container) and not allow_end):
         raise PatchError(f"array index out of bounds: {index}")
     return index

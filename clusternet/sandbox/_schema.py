@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (long human-readable messages and descriptions, kept verbatim)
 """
 Structural-schema validation, pruning and defaulting of custom resources, with
 the real server's error messages.
@@ -71,8 +72,6 @@ def validate(value: Any, schema: dict[str, Any], path: str = "") -> list[Cause]:
 def _validate(
     value: Any, schema: dict[str, Any], path: str, causes: list[Cause]
 ) -> None:
-    if not isinstance(schema, dict):
-        return
     shown = path or "<root>"
     if value is None:
         if schema.get("nullable"):
@@ -243,8 +242,6 @@ def default_and_prune(value: Any, schema: dict[str, Any], top: bool = True) -> A
     C{x-kubernetes-preserve-unknown-fields}); C{apiVersion}, C{kind} and
     C{metadata} at the top are kept.
     """
-    if not isinstance(schema, dict):
-        return value
     if isinstance(value, dict):
         properties = schema.get("properties")
         additional = schema.get("additionalProperties")

@@ -124,8 +124,8 @@ def parse_label_selector(text: str) -> LabelSelector:
         return tokens[i] if i < len(tokens) else None
 
     while i < len(tokens):
-        token = tokens[i]
-        if token == "!":
+        current = tokens[i]
+        if current == "!":
             i += 1
             key = peek()
             if key is None or key in ("!", "=", "==", "!=", "(", ")", ",", "<", ">"):
@@ -134,7 +134,7 @@ def parse_label_selector(text: str) -> LabelSelector:
             requirements.append(Requirement(key, "!"))
             i += 1
         else:
-            key = token
+            key = current
             if key in ("=", "==", "!=", "(", ")", ",", "<", ">"):
                 raise SelectorError(
                     f"found '{key}', expected: !, identifier, or 'end of string'"
@@ -233,9 +233,10 @@ def parse_field_selector(text: str, known: Sequence[str]) -> FieldSelector:
     for part in _split_unescaped(text):
         if not part.strip():
             continue
-        for op, equal in (("!=", False), ("==", True), ("=", True)):
+        for op in ("!=", "==", "="):
             if op in part:
                 name, _, value = part.partition(op)
+                equal = op != "!="
                 break
         else:
             raise SelectorError(

@@ -398,9 +398,12 @@ class SandboxServer(Service):
             self.material.serving, [self.material.ca, self.material.front_proxy_ca]
         )
         reactor: IReactorSSL = self._reactor
+        creator: Any = (
+            factory  # an IOpenSSLServerConnectionCreator, which listenSSL takes
+        )
         self._listening = reactor.listenSSL(
-            self._requested_port, site, factory, interface=self.host
-        )  # type: ignore[arg-type]
+            self._requested_port, site, creator, interface=self.host
+        )
         self.port = self._listening.getHost().port  # type: ignore[attr-defined]
         self.write_kubeconfig()
         super().startService()

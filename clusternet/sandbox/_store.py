@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (long human-readable messages and descriptions, kept verbatim)
 """
 The sandbox's object store: every object in memory, a global resourceVersion, a
 bounded watch history per resource, and an optional journal that persists each
@@ -6,6 +7,7 @@ change off the reactor thread.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import random
 import uuid
@@ -164,7 +166,9 @@ class Store:
     def list(self, resource: str, namespace: str | None = None) -> list[JSONObject]:
         return [copy.deepcopy(o) for o in self.snapshot(resource, namespace)]
 
-    def snapshot(self, resource: str, namespace: str | None = None) -> list[JSONObject]:
+    def snapshot(
+        self, resource: str, namespace: str | None = None
+    ) -> builtins.list[JSONObject]:
         """
         The stored objects (not copies), sorted by namespace and name.
         """
@@ -663,7 +667,7 @@ class Store:
         return cancel
 
 
-def _finalizers(rtype: ResourceType, obj: JSONObject) -> list[Any]:
+def _finalizers(rtype: ResourceType, obj: JSONObject) -> builtins.list[Any]:
     finalizers = list(obj["metadata"].get("finalizers") or [])
     if rtype.key == "/namespaces":
         finalizers += list((obj.get("spec") or {}).get("finalizers") or [])

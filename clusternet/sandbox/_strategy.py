@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (long human-readable messages and descriptions, kept verbatim)
 """
 What is special about each kind when it is created or updated: defaults the real
 server fills in, and validation.
@@ -229,8 +230,8 @@ def _validate_crd(obj: JSONObject) -> None:
                         if "type" in schema
                         else "FieldValueRequired",
                         f"spec.versions[{i}].schema.openAPIV3Schema.type",
-                        'Unsupported value: "%s": supported values: "object"'
-                        % schema.get("type", "")
+                        f'Unsupported value: "{schema.get("type", "")}": '
+                        'supported values: "object"'
                         if "type" in schema
                         else "Required value: must not be empty at the root",
                     )

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (long human-readable messages and descriptions, kept verbatim)
 """
 Table output (C{Accept: application/json;as=Table;v=v1;g=meta.k8s.io}): the
 columns kubectl shows by default for the built-in kinds and the
@@ -530,7 +531,7 @@ def columns_for(rtype: ResourceType) -> list[tuple[JSONObject, Cell]]:
     if rtype.crd:
         if not rtype.printer_columns:
             return [(NAME, _name), (_col("Age", AGE_DESCRIPTION, "date"), _age)]
-        result = [(NAME, _name)]
+        result: list[tuple[JSONObject, Cell]] = [(NAME, _name)]
         for column in rtype.printer_columns:
             definition = _col(
                 str(column.get("name", "")),

@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (long human-readable messages and descriptions, kept verbatim)
 """
 Start sandbox API servers (C{python -m clusternet.sandbox apiserver}) as real
 processes for integration and end-to-end tests.

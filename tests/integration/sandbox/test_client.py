@@ -1,3 +1,4 @@
+
 """
 The official kubernetes Python client against a running sandbox.
 """

@@ -1,3 +1,4 @@
+
 """
 The HTTP API in memory (StubTreq), compared with what a real kube-apiserver
 answered (../shared/kube-wire).
@@ -11,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from treq.testing import StubTreq
 
+from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from clusternet.pki import issue_certificate, make_ca
 from clusternet.sandbox._auth_api import (
     Attributes,
     IAuthenticator,
@@ -30,7 +32,6 @@ from clusternet.sandbox._defaultauth import CertificateAuthenticator, MastersAut
 from clusternet.sandbox._http import SandboxAPI
 from clusternet.sandbox._resources import Registry
 from clusternet.sandbox._store import Store
-from clusternet.pki import issue_certificate, make_ca
 
 WIRE = Path(__file__).resolve().parents[3].parent / "shared" / "kube-wire"
 
