@@ -47,6 +47,26 @@ def _cluster_name_prefix(text: str) -> str:
     return text
 
 
+def _group_map(text: str) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        parent, sep, child = item.partition("=")
+        if not sep or not parent.strip() or not child.strip():
+            raise ValueError(f"{item!r} is not PARENT=CHILD")
+        mapping[parent.strip()] = child.strip()
+    return mapping
+
+
+def _dial_patterns(text: str) -> tuple[str, ...]:
+    from clusternet.tunnel import AllowList
+
+    patterns = tuple(p.strip() for p in text.split(",") if p.strip())
+    AllowList(patterns)  # raises ValueError naming a bad pattern
+    return patterns
+
+
 class AgentOptions(ClusternetOptions):
     """
     Run the clusternet agent in (or beside) a child cluster.
@@ -65,6 +85,12 @@ class AgentOptions(ClusternetOptions):
             None,
             "Do not verify the parent's serving certificate while bootstrapping. "
             "Unsafe: logs a warning on every start.",
+        ],
+        [
+            "allow-masters-impersonation",
+            None,
+            "In impersonate mode, pass the parent group system:masters on to the "
+            "child (never done otherwise).",
         ],
     ]
 
@@ -167,6 +193,30 @@ class AgentOptions(ClusternetOptions):
             "Plain-HTTP endpoint for /metrics and the probes, such as "
             "tcp:9091:interface=127.0.0.1. Off when absent.",
         ],
+        [
+            "identity-mode",
+            None,
+            "impersonate",
+            "Credentials towards the child API server for requests from the parent: "
+            "impersonate (the agent's own, plus Impersonate-User/-Group of the parent "
+            "user), token (the caller's own, from the user extras clusternet-token or "
+            "clusternet-certificate/-privatekey), or none.",
+        ],
+        [
+            "impersonate-group-map",
+            None,
+            "",
+            "Comma-separated PARENT=CHILD group renames applied in impersonate mode, "
+            "such as devs=child-devs,system:masters=child-admins.",
+        ],
+        [
+            "dial-allow",
+            None,
+            "",
+            "Comma-separated HOST:PORT patterns the hub may reach through this agent "
+            "besides the child API server (wildcards, CIDRs and port ranges: "
+            "*.svc:443, 10.0.0.0/8:8000-8100).",
+        ],
         ["kube-threads", None, "10", "Threads for calls to the API servers."],
         [
             "shutdown-timeout",
@@ -189,6 +239,9 @@ class AgentOptions(ClusternetOptions):
         "retry-period": coerce_duration,
         "kube-threads": coerce_positive_int,
         "shutdown-timeout": coerce_duration,
+        "identity-mode": coerce_choice("impersonate", "token", "none"),
+        "impersonate-group-map": _group_map,
+        "dial-allow": _dial_patterns,
     }
 
     def postOptions(self) -> None:
@@ -215,6 +268,10 @@ class AgentOptions(ClusternetOptions):
             )
         for flag in ("kubeconfig", "cluster-reg-parent-ca-file"):
             require_readable_file(flag, self[flag])
+        if not self["impersonate-group-map"]:
+            self["impersonate-group-map"] = {}
+        if not self["dial-allow"]:
+            self["dial-allow"] = ()
 
     def __repr__(self) -> str:
         shown = {

@@ -15,6 +15,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
 
 from clusternet._web import write_status
 from clusternet.health import HealthChecks, MetricsResource, ProbeResource
@@ -30,6 +31,7 @@ from clusternet.hub._auth import (
 from clusternet.hub._registry import ClusterNotConnected, SocketRegistry, UnknownCluster
 from clusternet.hub._routes import Route, RouteError, parse_route
 from clusternet.hub._tls import peer_chain
+from clusternet.proxy import IStreamingResource, StreamingRequest
 
 __all__ = ["AttachHandler", "HubResource", "ProxyHandler", "verb_for"]
 
@@ -101,9 +103,12 @@ def _is_websocket_upgrade(request: Request) -> bool:
     return b"upgrade" in connection and upgrade == b"websocket"
 
 
+@implementer(IStreamingResource)
 class HubResource(Resource):
     """
-    The root of the hub's HTTPS site.
+    The root of the hub's HTTPS site.  On a L{clusternet.proxy.StreamingSite}
+    it handles each request as soon as its head has arrived, so proxied bodies
+    stream both ways; on a plain C{Site} it works too, with buffered bodies.
     """
 
     isLeaf = True
@@ -131,6 +136,13 @@ class HubResource(Resource):
             for name in ("/healthz", "/readyz", "/livez")
         }
         self._metrics = MetricsResource()
+
+    def renderStreaming(self, request: StreamingRequest) -> None:
+        result = self.render(request)
+        if result is not NOT_DONE_YET and not request.finished:
+            assert isinstance(result, bytes)
+            request.write(result)
+            request.finish()
 
     def render(self, request: Request) -> bytes | int:
         path = request.path.decode("utf-8", "replace")

@@ -20,6 +20,7 @@ from clusternet._web import StatusRoot
 from clusternet.health import HealthChecks, add_probes
 from clusternet.hub._approver import ApprovalQueue, Approver
 from clusternet.hub._auth import AuthConfig, Authenticator, CachingAuthorizer
+from clusternet.hub._proxying import ClusterProxy
 from clusternet.hub._registry import SocketRegistry
 from clusternet.hub._resource import HubResource
 from clusternet.hub._reviews import KubeAccessReviewer, KubeTokenReviewer
@@ -35,6 +36,7 @@ from clusternet.kube import (
     KubeConfigError,
     load_api_client,
 )
+from clusternet.proxy import StreamingSite
 
 __all__ = ["HubParts", "make_hub_service", "serving_pair"]
 
@@ -208,6 +210,7 @@ class HubParts:
             self.registry,
             self.checks,
             attach=self.attach,
+            proxy=ClusterProxy(reactor, self.registry),
         )
 
     def _known(self, mcls: dict[str, Any]) -> None:
@@ -237,7 +240,7 @@ def make_hub_service(reactor: IReactorCore, options: Any) -> IService:
         informer.setServiceParent(top)
     if parts.config_watch is not None:
         parts.config_watch.setServiceParent(top)
-    site = Site(parts.resource)
+    site = StreamingSite(parts.resource, reactor=reactor)
     site.displayTracebacks = False
     StreamServerEndpointService(_endpoint(reactor, options), site).setServiceParent(top)
     if options["metrics-listen"]:

@@ -21,6 +21,7 @@ C{<host>:<port>}
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
@@ -100,6 +101,9 @@ class TunnelAttach:
             return session
 
         factory = TunnelWebSocketServerFactory(accept, self._reactor)
+        if getattr(request, "content", None) is None:
+            # A streaming request has no buffered body; an upgrade GET has none.
+            request.content = io.BytesIO()
         return WebSocketResource(factory).render(request)
 
     def _closed(self, reason: str, cluster_id: str, session: TunnelSession) -> None:

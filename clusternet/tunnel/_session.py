@@ -203,7 +203,7 @@ class TunnelStream:
         self._inbox.clear()
         self.loseWriteConnection()
         if self._fin_sent:
-            self._finish(Failure(ConnectionDone("stream closed")))
+            self._finish(Failure(ConnectionDone("stream closed")), later=True)
 
     def loseWriteConnection(self) -> None:
         """
@@ -219,7 +219,7 @@ class TunnelStream:
         if self.disconnected:
             return
         self.session._reset_stream(self, ErrorCode.CANCEL, "stream aborted")
-        self._finish(Failure(ConnectionAborted("stream aborted")))
+        self._finish(Failure(ConnectionAborted("stream aborted")), later=True)
 
     def getPeer(self) -> TunnelAddress:
         return self._address
@@ -384,9 +384,13 @@ class TunnelStream:
         else:
             self.loseConnection()
 
-    def _finish(self, reason: Failure) -> None:
+    def _finish(self, reason: Failure, later: bool = False) -> None:
         """
         The protocol is done with this stream: tell it once.
+
+        @param later: deliver C{connectionLost} on the next reactor turn, as
+            real transports do when the protocol itself closed the connection
+            (callers such as C{HTTP11ClientProtocol.abort} rely on it).
         """
         if self.disconnected:
             return
@@ -401,7 +405,10 @@ class TunnelStream:
         if self.protocol is None:
             self._closed_reason = reason
             return
-        self._deliver_lost(reason)
+        if later:
+            self.session.clock.callLater(0, self._deliver_lost, reason)
+        else:
+            self._deliver_lost(reason)
 
     def _deliver_lost(self, reason: Failure) -> None:
         assert self.protocol is not None

@@ -122,6 +122,23 @@ class Streams(SynchronousTestCase):
         assert pair.metrics.streams_open == 0
         assert pair.agent_metrics.streams_open == 0
 
+    def test_local_close_reports_connection_lost_on_a_later_turn(self) -> None:
+        """
+        As real transports do: C{HTTP11ClientProtocol.abort} registers its
+        waiter after calling C{abortConnection}, so a synchronous
+        C{connectionLost} would leave the waiter hanging forever.
+        """
+        for close in ("abortConnection", "loseConnection"):
+            pair = Pair(ProtocolAcceptor(Collect))
+            client = Collect()
+            self.successResultOf(pair.connect("x:1", client))
+            getattr(client.transport, close)()
+            assert client.lost is None, close
+            pair.clock.advance(0)
+            pair.pump()
+            pair.clock.advance(0)
+            assert client.lost is not None, close
+
     def test_open_refused_by_policy_maps_to_403(self) -> None:
         reactor = MemoryReactorClock()
         policy = AllowList(["127.0.0.1:6443", "*.svc:443"])

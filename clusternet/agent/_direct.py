@@ -1,0 +1,184 @@
+"""
+The agent's C{direct} target: an HTTP server inside each tunnel stream that
+proxies to the child API server the agent is configured for.
+
+The hub passes the parent user in C{X-Remote-*} headers (trusted: only the hub
+opens streams on the tunnel); the identity mode decides what the child sees
+(L{clusternet.agent._identity}).  Requests made with the agent's own
+credentials share a pool of persistent connections to the child.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.interfaces import IProtocol, IStreamClientEndpoint
+from twisted.internet.ssl import (
+    Certificate,
+    CertificateOptions,
+    PrivateCertificate,
+    optionsForClientTLS,
+)
+from twisted.web.server import Request
+
+from clusternet.agent._identity import (
+    ChildCredentials,
+    IdentityError,
+    IdentityPolicy,
+    parent_identity,
+)
+from clusternet.kube import ConnectionInfo
+from clusternet.proxy import (
+    ProxyError,
+    ProxyResource,
+    ReverseProxy,
+    Route,
+    StreamingSite,
+)
+
+__all__ = ["ChildProxyResource", "DirectServer", "direct_server"]
+
+# What the hub or a user may have sent that must never reach the child as is.
+STRIP = (b"authorization", b"x-remote-*", b"impersonate-*")
+
+
+class ChildProxyResource(ProxyResource):
+    """
+    Forward each request to the child API server with the identity mode's
+    credentials.
+    """
+
+    def __init__(
+        self, proxy: ReverseProxy, child: ConnectionInfo, identity: IdentityPolicy
+    ) -> None:
+        super().__init__(proxy)
+        self._child = child
+        self._identity = identity
+        parts = urlsplit(child.server)
+        self._secure = parts.scheme == "https"
+        self._host = parts.hostname or "localhost"
+        self._port = parts.port or (443 if self._secure else 80)
+        self._host_header = parts.netloc.encode("idna")
+        self._base = parts.path.rstrip("/").encode("utf-8")
+        self._agent_endpoint = self._endpoint(self._agent_pem())
+
+    def _agent_pem(self) -> bytes | None:
+        if self._child.client_cert_pem and self._child.client_key_pem:
+            return self._child.client_cert_pem + b"\n" + self._child.client_key_pem
+        return None
+
+    def _endpoint(self, client_pem: bytes | None) -> IStreamClientEndpoint:
+        reactor = self.proxy.reactor
+        plain = HostnameEndpoint(reactor, self._host, self._port)
+        if not self._secure:
+            return plain
+        if self._child.insecure_skip_tls_verify:
+            options: Any = CertificateOptions(verify=False)
+            if client_pem:
+                client = PrivateCertificate.loadPEM(client_pem)
+                options = CertificateOptions(
+                    privateKey=client.privateKey.original,
+                    certificate=client.original,
+                    verify=False,
+                )
+        else:
+            trust = (
+                Certificate.loadPEM(self._child.ca_pem) if self._child.ca_pem else None
+            )
+            client_certificate = (
+                PrivateCertificate.loadPEM(client_pem) if client_pem else None
+            )
+            name = self._child.tls_server_name or self._host
+            options = optionsForClientTLS(
+                name, trustRoot=trust, clientCertificate=client_certificate
+            )
+        return wrapClientTLS(options, plain)
+
+    def route(self, request: Request) -> Route:
+        headers: dict[str, list[str]] = {}
+        for name, values in request.requestHeaders.getAllRawHeaders():
+            headers.setdefault(name.decode("latin-1").lower(), []).extend(
+                v.decode("latin-1") for v in values
+            )
+        try:
+            credentials: ChildCredentials = self._identity.credentials(
+                parent_identity(headers)
+            )
+        except IdentityError as e:
+            raise ProxyError(e.code, str(e)) from None
+        set_headers: list[tuple[bytes, bytes]] = [
+            (name.encode("latin-1"), value.encode("utf-8"))
+            for name, value in credentials.headers
+        ]
+        if credentials.use_agent_credentials:
+            endpoint = self._agent_endpoint
+            pool_key: Any = ("agent",)
+            if self._child.token:
+                set_headers.append(
+                    (b"Authorization", f"Bearer {self._child.token}".encode())
+                )
+        elif credentials.client_pem is not None:
+            try:
+                endpoint = self._endpoint(credentials.client_pem)
+            except Exception:
+                raise ProxyError(
+                    400,
+                    "the client certificate or key in the user extras is not valid PEM",
+                ) from None
+            pool_key = ("user", hashlib.sha256(credentials.client_pem).hexdigest())
+        else:
+            endpoint = self._endpoint(None)
+            pool_key = ("anonymous",) if not set_headers else None
+        merged: dict[bytes, list[bytes]] = {}
+        for name, value in set_headers:
+            merged.setdefault(name, []).append(value)
+        return Route(
+            endpoint=endpoint,
+            path=self._base + request.uri,
+            host=self._host_header,
+            set_headers=merged,
+            strip_headers=STRIP,
+            pool_key=pool_key,
+        )
+
+
+class DirectServer:
+    """
+    Makes, per tunnel session, the factory of protocols serving C{direct}
+    streams; owns the pool of connections to the child.
+    """
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self.proxy = ReverseProxy(reactor, forwarded_headers=False)
+
+    def __call__(
+        self, child: ConnectionInfo, identity: IdentityPolicy
+    ) -> Callable[[], IProtocol]:
+        site = StreamingSite(
+            ChildProxyResource(self.proxy, child, identity), reactor=self._reactor
+        )
+        site.displayTracebacks = False
+        site.noisy = False
+
+        def protocol() -> IProtocol:
+            built = site.buildProtocol(None)
+            assert built is not None
+            return built
+
+        return protocol
+
+    def close(self) -> Deferred[None]:
+        """
+        Close the idle connections to the child.
+        """
+        return self.proxy.close()
+
+
+def direct_server(reactor: Any) -> DirectServer:
+    return DirectServer(reactor)
