@@ -20,6 +20,7 @@ from clusternet._web import StatusRoot
 from clusternet.health import HealthChecks, add_probes
 from clusternet.hub._approver import ApprovalQueue, Approver
 from clusternet.hub._auth import AuthConfig, Authenticator, CachingAuthorizer
+from clusternet.hub._health import ClusterHealth
 from clusternet.hub._proxying import ClusterProxy
 from clusternet.hub._registry import SocketRegistry
 from clusternet.hub._resource import HubResource
@@ -191,12 +192,12 @@ class HubParts:
             )
         )
         clusters = Informer(reactor, self.kube, MANAGED_CLUSTERS)
-        clusters.add_handler(
-            EventHandler(
-                add=self._known,
-                update=lambda old, new: self._known(new),
-                delete=self._forget,
-            )
+        self.health = ClusterHealth(
+            reactor,
+            self.kube,
+            grace_period=options["cluster-lease-grace-period"],
+            known=self.registry.known,
+            clusters=clusters,
         )
         self.informers += [crrs, clusters]
 
@@ -212,16 +213,6 @@ class HubParts:
             attach=self.attach,
             proxy=ClusterProxy(reactor, self.registry),
         )
-
-    def _known(self, mcls: dict[str, Any]) -> None:
-        cluster_id = (mcls.get("spec") or {}).get("clusterId")
-        if cluster_id:
-            self.registry.known.add(cluster_id)
-
-    def _forget(self, mcls: dict[str, Any]) -> None:
-        cluster_id = (mcls.get("spec") or {}).get("clusterId")
-        if cluster_id and self.registry.info(cluster_id) is None:
-            self.registry.known.discard(cluster_id)
 
     def _synced(self) -> str | None:
         waiting = [i.resource.plural for i in self.informers if not i.has_synced]
@@ -240,6 +231,7 @@ def make_hub_service(reactor: IReactorCore, options: Any) -> IService:
         informer.setServiceParent(top)
     if parts.config_watch is not None:
         parts.config_watch.setServiceParent(top)
+    parts.health.setServiceParent(top)
     site = StreamingSite(parts.resource, reactor=reactor)
     site.displayTracebacks = False
     StreamServerEndpointService(_endpoint(reactor, options), site).setServiceParent(top)

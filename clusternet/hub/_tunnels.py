@@ -103,7 +103,7 @@ class TunnelAttach:
         factory = TunnelWebSocketServerFactory(accept, self._reactor)
         if getattr(request, "content", None) is None:
             # A streaming request has no buffered body; an upgrade GET has none.
-            request.content = io.BytesIO()
+            request.content = io.BytesIO()  # type: ignore[assignment]
         return WebSocketResource(factory).render(request)
 
     def _closed(self, reason: str, cluster_id: str, session: TunnelSession) -> None:
