@@ -57,6 +57,19 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         default=10000,
         help="events kept per resource for watches (default 10000)",
     )
+    apiserver.add_argument(
+        "--anonymous-auth",
+        nargs="?",
+        const="true",
+        default="false",
+        choices=("true", "false"),
+        help="answer requests without credentials as system:anonymous (group system:unauthenticated) instead of 401 (default false; --anonymous-auth alone means true)",
+    )
+    apiserver.add_argument(
+        "--token-auth-file",
+        default=None,
+        help='static bearer tokens, a CSV file as kube-apiserver reads it: token,user,uid[,"group1,group2"]',
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -70,6 +83,18 @@ def _run(args: argparse.Namespace) -> int:
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     from clusternet.sandbox._server import make_sandbox
+    from clusternet.sandbox.auth import parse_token_file
+
+    static_tokens = None
+    if args.token_auth_file:
+        try:
+            static_tokens = parse_token_file(
+                Path(args.token_auth_file).read_text(encoding="utf-8")
+            )
+        except (OSError, ValueError, UnicodeDecodeError) as e:
+            raise CommandError(
+                f"cannot read --token-auth-file {args.token_auth_file}: {e}", status=2
+            ) from None
 
     globalLogBeginner.beginLoggingTo(
         [textFileLogObserver(sys.stderr)], redirectStandardIO=False
@@ -84,6 +109,8 @@ def _run(args: argparse.Namespace) -> int:
             git_version=args.git_version,
             platform=args.platform,
             history=args.watch_history,
+            anonymous=args.anonymous_auth == "true",
+            static_tokens=static_tokens,
         )
     except (OSError, ValueError) as e:
         raise CommandError(f"cannot prepare {args.data_dir}: {e}") from None

@@ -32,7 +32,6 @@ from clusternet.sandbox._auth_api import (
     RequestCredentials,
     UserInfo,
 )
-from clusternet.sandbox._defaultauth import forbidden_message
 from clusternet.sandbox._discovery import (
     aggregated_discovery,
     api_group,
@@ -65,12 +64,14 @@ from clusternet.sandbox._selectors import (
 from clusternet.sandbox._store import Gone, Store
 from clusternet.sandbox._store_api import JSONObject, StoreError
 from clusternet.sandbox._table import make_table
+from clusternet.sandbox.auth._rbac import forbidden_status
 
 __all__ = ["SandboxAPI", "VersionInfo"]
 
 NOT_FOUND = "the server could not find the requested resource"
 MAX_BODY = 3 * 1024 * 1024
 VERBS_BY_METHOD = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+PROTOBUF = "application/vnd.kubernetes.protobuf"
 PATCH_TYPES = {
     "application/json-patch+json": "json",
     "application/merge-patch+json": "merge",
@@ -271,20 +272,8 @@ class SandboxAPI(Resource):
         )
         decision = self.authorizer.authorize(attributes)
         if not decision.allowed:
-            details: dict[str, Any] = {}
-            if info.resource_request:
-                if info.name:
-                    details["name"] = info.name
-                if info.api_group:
-                    details["group"] = info.api_group
-                details["kind"] = info.resource
-            body = status_object(
-                403,
-                forbidden_message(attributes, decision.reason),
-                details=details or None,
-            )
             request.setHeader(b"x-content-type-options", b"nosniff")
-            return self._status(request, body)
+            return self._status(request, forbidden_status(attributes, decision.reason))
         if info.resource_request:
             return self._resource(request, method, info, query, user)
         return self._non_resource(request, method, info, query)
@@ -539,14 +528,23 @@ class SandboxAPI(Resource):
         )
         if method != "POST" or handler is None:
             return self._method_not_allowed(request)
-        body = self._decode(request, rtype)
+        target = None
+        for sub, group, version, kind, _verbs in rtype.subresource_kinds:
+            if info.subresource and sub == info.subresource:
+                target = (group, version, kind)
+        body = self._decode(request, rtype, target=target)
         result = handler(user, namespace, info.name or None, body)
         return self._json(request, 201, result)
 
     # --- decoding -------------------------------------------------------------------
 
     def _decode(
-        self, request: Request, rtype: ResourceType, *, kind_check: bool = True
+        self,
+        request: Request,
+        rtype: ResourceType,
+        *,
+        kind_check: bool = True,
+        target: tuple[str, str, str] | None = None,
     ) -> JSONObject:
         content_type = (
             (_header(request, "content-type") or "application/json")
@@ -577,11 +575,30 @@ class SandboxAPI(Resource):
                     f"the object provided is unrecognized (must be of type {rtype.kind}): "
                     f"couldn't get version/kind; json parse error: {_json_error(e)} ({text[:64]})"
                 ) from None
+        elif content_type == PROTOBUF and _protobuf_decoder() is not None:
+            decode = _protobuf_decoder()
+            assert decode is not None
+            pb_group, pb_version, pb_kind = target or (
+                rtype.group,
+                rtype.version,
+                rtype.kind,
+            )
+            try:
+                body = decode(raw, pb_group, pb_version, pb_kind)
+            except ValueError as e:
+                raise bad_request(
+                    f"the object provided is unrecognized (must be of type {pb_kind}): {e}"
+                ) from None
         else:
             raise ApiError(
                 415,
                 "UnsupportedMediaType",
-                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml",
+                "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml"
+                + (
+                    ", application/vnd.kubernetes.protobuf"
+                    if _protobuf_decoder()
+                    else ""
+                ),
             )
         if not isinstance(body, dict):
             raise bad_request(
@@ -1436,6 +1453,20 @@ def _accepts(request: Request, as_: str, group: str, versions: tuple[str, ...]) 
 
 def _wants_table(request: Request) -> bool:
     return _accepts(request, "Table", "meta.k8s.io", ("v1", "v1beta1"))
+
+
+def _protobuf_decoder() -> Callable[[bytes, str, str, str | None], JSONObject] | None:
+    """
+    C{clusternet.sandbox._protobuf.decode_body}, when that module is present.
+    """
+    try:
+        from clusternet.sandbox import _protobuf  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return None
+    decode: Callable[[bytes, str, str, str | None], JSONObject] | None = getattr(
+        _protobuf, "decode_body", None
+    )
+    return decode
 
 
 def _json_error(error: Exception) -> str:

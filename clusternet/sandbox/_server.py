@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from zope.interface import implementer
 
 from clusternet.health import HealthChecks
 from clusternet.pki import KeyPair, issue_certificate, load_pem_pair, make_ca
-from clusternet.sandbox._auth_api import IAuthenticator, IAuthorizer
+from clusternet.sandbox._auth_api import IAuthenticator, IAuthorizer, UserInfo
 from clusternet.sandbox._controllers import CRDController, NamespaceController
 from clusternet.sandbox._defaultauth import CertificateAuthenticator, MastersAuthorizer
 from clusternet.sandbox._http import SandboxAPI, VersionInfo
@@ -40,6 +40,7 @@ from clusternet.sandbox._persist import FileJournal, load_state, write_snapshot
 from clusternet.sandbox._resources import Registry, ResourceType
 from clusternet.sandbox._store import Store
 from clusternet.sandbox._store_api import JSONObject, StoreError
+from clusternet.sandbox._wiring import AuthWiring
 
 __all__ = [
     "SandboxMaterial",
@@ -213,6 +214,8 @@ class SandboxServer(Service):
         authenticator: IAuthenticator | None = None,
         authorizer: IAuthorizer | None = None,
         persist: bool = True,
+        anonymous: bool = False,
+        static_tokens: Mapping[str, UserInfo] | None = None,
     ) -> None:
         self._reactor = reactor
         self.data_dir = Path(data_dir)
@@ -255,6 +258,12 @@ class SandboxServer(Service):
         )
         self._listening: IListeningPort | None = None
         self.port = port
+        self.auth: AuthWiring | None = None
+        if authenticator is None and authorizer is None:
+            self.auth = AuthWiring(
+                self, reactor, anonymous=anonymous, static_tokens=static_tokens
+            )
+            self.auth.install()
 
     # --- wiring for authentication, authorization and controllers ------------------
 
@@ -405,6 +414,8 @@ class SandboxServer(Service):
             self._requested_port, site, creator, interface=self.host
         )
         self.port = self._listening.getHost().port  # type: ignore[attr-defined]
+        if self.auth is not None:
+            self.auth.start()
         self.write_kubeconfig()
         super().startService()
         self._log.info(
@@ -458,6 +469,8 @@ class SandboxServer(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
+        if self.auth is not None:
+            self.auth.stop()
         self.api.stop_watches()
         stopping: Deferred[Any] = succeed(None)
         if self._listening is not None:

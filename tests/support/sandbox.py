@@ -68,6 +68,74 @@ class Sandbox:
 
         return config.new_client_from_config(str(self.kubeconfig))
 
+    def token_client(self, token: str) -> Any:
+        """
+        A C{kubernetes.client.ApiClient} that presents C{token} as a bearer token
+        (and verifies the server with the sandbox CA).
+        """
+        from kubernetes import client
+
+        configuration = client.Configuration()
+        configuration.host = self.url
+        configuration.ssl_ca_cert = str(self.data_dir / "ca.crt")
+        configuration.api_key = {"authorization": token}
+        configuration.api_key_prefix = {"authorization": "Bearer"}
+        return client.ApiClient(configuration)
+
+    def certificate_client(self, cert_file: Path, key_file: Path) -> Any:
+        """
+        A C{kubernetes.client.ApiClient} presenting the client certificate (chain)
+        in C{cert_file}.
+        """
+        from kubernetes import client
+
+        configuration = client.Configuration()
+        configuration.host = self.url
+        configuration.ssl_ca_cert = str(self.data_dir / "ca.crt")
+        configuration.cert_file = str(cert_file)
+        configuration.key_file = str(key_file)
+        return client.ApiClient(configuration)
+
+    def raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        cert: tuple[Path, Path] | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, Any]:
+        """
+        One HTTPS request with no credentials (or the client certificate C{cert}):
+        the status code and the decoded JSON body (or the text).
+        """
+        import http.client
+        import json
+        import ssl
+
+        context = ssl.create_default_context(cafile=str(self.data_dir / "ca.crt"))
+        if cert is not None:
+            context.load_cert_chain(str(cert[0]), str(cert[1]))
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", self.port, context=context, timeout=timeout
+        )
+        try:
+            data = None if body is None else json.dumps(body).encode()
+            all_headers = {"Accept": "application/json"}
+            if data is not None:
+                all_headers["Content-Type"] = "application/json"
+            all_headers.update(headers or {})
+            connection.request(method, path, body=data, headers=all_headers)
+            response = connection.getresponse()
+            text = response.read().decode("utf-8", "replace")
+        finally:
+            connection.close()
+        try:
+            return response.status, json.loads(text)
+        except ValueError:
+            return response.status, text
+
     def terminate(self, timeout: float = 15) -> int:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
