@@ -48,17 +48,34 @@ def _run_version(args: argparse.Namespace) -> int:
 
 def _configure_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--children", type=int, default=2, help="child clusters (default 2)"
+        "--children", type=int, default=2, help="child clusters to start (default 2)"
     )
-    parser.add_argument("--check", action="store_true", help="exit after the checks")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit after showing the fleet works (0 when it does) instead of running",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default="clusternet-demo",
+        help="folder for the clusters' state, certificates and logs "
+        "(default ./clusternet-demo; emptied at start)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=100.0,
+        help="seconds to wait for every child to be Ready (default 100)",
+    )
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    raise CommandError(
-        "clusternet demo: not available yet in this build; the hub and agent are "
-        "still being built (see the README)",
-        status=69,
-    )
+    from clusternet.demo import DemoError, run_demo
+
+    try:
+        return run_demo(args)
+    except DemoError as e:
+        raise CommandError(str(e)) from None
 
 
 COMMANDS: dict[str, Command] = {}
@@ -72,7 +89,8 @@ register(Command("version", "print the version", _configure_version, _run_versio
 register(
     Command(
         "demo",
-        "run a parent, the hub and child clusters on the sandbox (not yet available)",
+        "run a parent, the hub and child clusters on this machine, then kubectl "
+        "through the parent",
         _configure_demo,
         _run_demo,
     )

@@ -106,6 +106,17 @@ class _AuthConfigFromParent(Service):
             EventHandler(add=self._load, update=lambda old, new: self._load(new))
         )
 
+    def synced(self, informer: Informer) -> None:
+        if len(informer.store):
+            return
+        self._log.warn(
+            "The parent has no {ns}/{name} ConfigMap and "
+            "--requestheader-client-ca-file is not set: requests through the "
+            "parent's aggregation layer will be refused (401)",
+            ns=AUTH_CONFIGMAP[0],
+            name=AUTH_CONFIGMAP[1],
+        )
+
     def _load(self, configmap: dict[str, Any]) -> None:
         try:
             config = AuthConfig.from_configmap(

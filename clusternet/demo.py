@@ -1,0 +1,542 @@
+# ruff: noqa: S603 - the demo runs its own processes, with argument lists
+"""
+A whole fleet on one machine, for the demo and the end-to-end tests: a parent
+sandbox API server with the hub registered in its aggregation layer, and child
+sandboxes each with an agent, all real processes.
+
+Nothing here runs a reactor: it starts processes, waits for the parent to show
+what a user would check (approved requests, Ready clusters) and runs kubectl.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from clusternet import pki
+
+__all__ = ["BOOTSTRAP_TOKEN", "DemoError", "Fleet"]
+
+BOOTSTRAP_TOKEN = "07401b.f395accd246ae52d"  # noqa: S105 - the documented sample token
+ROOT = Path(__file__).resolve().parent
+GROUP_PATH = "/apis/proxies.clusternet.io/v1alpha1"
+
+
+class DemoError(Exception):
+    """
+    A step of the demo failed; the message says which and where to look.
+    """
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _manifest_dir(name: str) -> Path:
+    """
+    deploy/ and manifests/ of a source checkout, or their copies in the package.
+    """
+    for base in (ROOT.parent, ROOT / "_data"):
+        if (base / name).is_dir():
+            return base / name
+    raise DemoError(f"cannot find the {name}/ folder of clusternet")
+
+
+class _Process:
+    def __init__(
+        self, name: str, argv: list[str], log: Path, env: dict[str, str]
+    ) -> None:
+        self.name = name
+        self.log = log
+        self._log_file = log.open("ab")
+        self.popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self._log_file.close()
+        return self.popen.returncode
+
+
+class Cluster:
+    """
+    A sandbox API server process and its kubeconfig.
+    """
+
+    def __init__(self, name: str, data_dir: Path, process: _Process) -> None:
+        self.name = name
+        self.data_dir = data_dir
+        self.process = process
+        self.kubeconfig = data_dir / "admin.kubeconfig"
+
+    @property
+    def url(self) -> str:
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        return str(config["clusters"][0]["cluster"]["server"])
+
+
+class Fleet:
+    """
+    Start and stop a parent, its hub and children with agents.
+
+    @param data_dir: where every process keeps its state and log.
+    @param say: where progress lines go.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        children: int = 2,
+        say: Callable[[str], None] = print,
+        status_frequency: str = "10s",
+    ) -> None:
+        if children < 1:
+            raise DemoError("--children must be at least 1")
+        self.data_dir = data_dir.resolve()
+        self.children = children
+        self.say = say
+        self.status_frequency = status_frequency
+        self.processes: list[_Process] = []
+        self.parent: Cluster | None = None
+        self.child_clusters: list[Cluster] = []
+        self.agents: list[_Process] = []
+        self.hub: _Process | None = None
+        self.hub_port = 0
+        self.kubectl = shutil.which("kubectl")
+        self._env = dict(os.environ)
+        self._env.pop("KUBECONFIG", None)
+        # The processes run this very installation of clusternet.
+        self._python = sys.executable
+        bin_dir = Path(sys.executable).parent
+        twist = bin_dir / "twist"
+        self._twist = (
+            [str(twist)] if twist.exists() else [self._python, "-m", "twisted"]
+        )
+
+    # -- processes ------------------------------------------------------------
+
+    def _start(self, name: str, argv: list[str]) -> _Process:
+        process = _Process(name, argv, self.data_dir / f"{name}.log", self._env)
+        self.processes.append(process)
+        return process
+
+    def _start_sandbox(self, name: str, extra: Iterable[str] = ()) -> Cluster:
+        data = self.data_dir / name
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "admin.kubeconfig").unlink(missing_ok=True)
+        process = self._start(
+            name,
+            [
+                self._python,
+                "-m",
+                "clusternet.sandbox",
+                "apiserver",
+                "--port",
+                "0",
+                "--data-dir",
+                str(data),
+                "--name",
+                name,
+                *extra,
+            ],
+        )
+        cluster = Cluster(name, data, process)
+        self._wait(
+            f"{name} API server",
+            lambda: cluster.kubeconfig.exists() and _answers(cluster),
+            30,
+            process,
+        )
+        return cluster
+
+    def _wait(
+        self,
+        what: str,
+        ready: Callable[[], bool],
+        timeout: float,
+        process: _Process | None = None,
+    ) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process is not None and not process.alive():
+                raise DemoError(
+                    f"{what} exited ({process.popen.returncode}); see {process.log}"
+                )
+            try:
+                if ready():
+                    return
+            except Exception:  # noqa: S110 - not ready yet, whatever the reason
+                pass
+            time.sleep(0.2)
+        where = f"; see {process.log}" if process is not None else ""
+        raise DemoError(f"{what} not ready within {timeout:.0f}s{where}")
+
+    # -- kubectl ----------------------------------------------------------------
+
+    def run_kubectl(
+        self, kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True
+    ) -> str:
+        if self.kubectl is None:
+            raise DemoError(
+                "kubectl is not installed: the demo shows the fleet through kubectl"
+            )
+        result = subprocess.run(
+            [self.kubectl, "--kubeconfig", str(kubeconfig), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=dict(self._env, HOME=str(self.data_dir)),
+        )
+        if check and result.returncode != 0:
+            raise DemoError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout + (result.stderr if result.returncode else "")
+
+    def parent_kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> str:
+        assert self.parent is not None
+        return self.run_kubectl(self.parent.kubeconfig, *args, stdin=stdin, check=check)
+
+    # -- the steps ----------------------------------------------------------------
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.say(
+            f"Starting the parent API server (sandbox) in {self.data_dir / 'parent'}"
+        )
+        self.parent = self._start_sandbox("parent", ["--anonymous-auth"])
+        self.say(f"  parent serving at {self.parent.url}")
+        self._set_up_parent()
+        self.say("Starting twist clusternet-hub")
+        self._start_hub()
+        for index in range(1, self.children + 1):
+            name = f"child-{index}"
+            self.say(f"Starting {name} (sandbox) and twist clusternet-agent")
+            child = self._start_sandbox(name)
+            self.child_clusters.append(child)
+            self._start_agent(child)
+
+    def _set_up_parent(self) -> None:
+        assert self.parent is not None
+        hub_ca = pki.make_ca("clusternet-demo-hub-ca")
+        hub_cert = pki.issue_certificate(
+            hub_ca, "clusternet-hub", hosts=["localhost", "127.0.0.1"], server=True
+        )
+        (self.data_dir / "hub.crt").write_bytes(hub_cert.certificate_pem)
+        key = self.data_dir / "hub.key"
+        key.write_bytes(hub_cert.key_pem)
+        key.chmod(0o600)
+        self.hub_port = _free_port()
+        for folder in ("manifests/crds",):
+            self.parent_kubectl(
+                "apply", "-f", str(_manifest_dir("manifests").parent / folder)
+            )
+        self.parent_kubectl(
+            "apply",
+            "-f",
+            str(
+                _manifest_dir("manifests") / "samples" / "cluster_bootstrap_token.yaml"
+            ),
+        )
+        objects: list[dict[str, Any]] = [
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": "clusternet-system"},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {
+                    "name": "clusternet-hub",
+                    "namespace": "clusternet-system",
+                },
+                "spec": {
+                    "type": "ExternalName",
+                    "externalName": "localhost",
+                    "ports": [{"port": self.hub_port, "protocol": "TCP"}],
+                },
+            },
+            {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {"name": "v1alpha1.proxies.clusternet.io"},
+                "spec": {
+                    "group": "proxies.clusternet.io",
+                    "version": "v1alpha1",
+                    "groupPriorityMinimum": 1000,
+                    "versionPriority": 15,
+                    "caBundle": base64.b64encode(hub_ca.certificate_pem).decode(),
+                    "service": {
+                        "name": "clusternet-hub",
+                        "namespace": "clusternet-system",
+                        "port": self.hub_port,
+                    },
+                },
+            },
+        ]
+        self.parent_kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
+
+    def _start_hub(self) -> None:
+        assert self.parent is not None
+        self.hub = self._start(
+            "hub",
+            [
+                *self._twist,
+                "--log-format=text",
+                "clusternet-hub",
+                f"--kubeconfig={self.parent.kubeconfig}",
+                f"--secure-port={self.hub_port}",
+                "--bind-address=127.0.0.1",
+                f"--tls-cert-file={self.data_dir / 'hub.crt'}",
+                f"--tls-private-key-file={self.data_dir / 'hub.key'}",
+                "--cluster-lease-grace-period=40s",
+                "--requestheader-client-ca-file="
+                f"{self.parent.data_dir / 'front-proxy-ca.crt'}",
+                "--requestheader-allowed-names=front-proxy-client",
+            ],
+        )
+        self._wait(
+            "the hub behind the parent's aggregation layer",
+            lambda: (
+                '"proxies.clusternet.io/v1alpha1"'
+                in self.parent_kubectl("get", "--raw", GROUP_PATH)
+            ),
+            60,
+            self.hub,
+        )
+
+    def _start_agent(self, child: Cluster) -> None:
+        assert self.parent is not None
+        agent = self._start(
+            f"agent-{child.name}",
+            [
+                *self._twist,
+                "--log-format=text",
+                "clusternet-agent",
+                f"--kubeconfig={child.kubeconfig}",
+                f"--cluster-reg-parent-url={self.parent.url}",
+                f"--cluster-reg-token={BOOTSTRAP_TOKEN}",
+                f"--cluster-reg-name={child.name}",
+                f"--cluster-status-update-frequency={self.status_frequency}",
+                "--cluster-status-collect-frequency=5s",
+            ],
+        )
+        self.agents.append(agent)
+
+    def wait_ready(self, timeout: float = 90.0, progress: TextIO | None = None) -> None:
+        """
+        Wait until every child is approved, Ready and attached.
+        """
+        deadline = time.monotonic() + timeout
+        last = ""
+        while True:
+            states = self.cluster_states()
+            line = "  " + "  ".join(
+                f"{name}: {state}" for name, state in sorted(states.items())
+            )
+            if line != last:
+                self.say(line)
+                last = line
+            if len(states) == self.children and all(
+                s == "Ready, tunnel up" for s in states.values()
+            ):
+                return
+            for process in [self.hub, *self.agents]:
+                if process is not None and not process.alive():
+                    raise DemoError(
+                        f"{process.name} exited ({process.popen.returncode}); "
+                        f"see {process.log}"
+                    )
+            if time.monotonic() > deadline:
+                raise DemoError(
+                    f"the children were not all Ready within {timeout:.0f}s "
+                    f"({line.strip()}); "
+                    f"logs are in {self.data_dir}"
+                )
+            time.sleep(0.5)
+
+    def cluster_states(self) -> dict[str, str]:
+        crrs = json.loads(
+            self.parent_kubectl("get", "clsrr", "-o", "json", check=False) or "{}"
+        )
+        states: dict[str, str] = {}
+        for crr in crrs.get("items", []):
+            name = crr["spec"].get("clusterName") or crr["metadata"]["name"]
+            states[name] = (crr.get("status") or {}).get("result") or "Pending"
+        clusters = json.loads(
+            self.parent_kubectl("get", "mcls", "-A", "-o", "json", check=False) or "{}"
+        )
+        sockets = json.loads(
+            self.parent_kubectl("get", "--raw", f"{GROUP_PATH}/sockets", check=False)
+            or "{}"
+        )
+        attached = {item["metadata"]["name"] for item in sockets.get("items", [])}
+        for mcls in clusters.get("items", []):
+            name = mcls["metadata"]["name"]
+            ready = "Unknown"
+            for condition in (mcls.get("status") or {}).get("conditions") or []:
+                if condition.get("type") == "Ready":
+                    ready = condition.get("status", "Unknown")
+            tunnel = (
+                "tunnel up"
+                if mcls["spec"].get("clusterId") in attached
+                else "no tunnel"
+            )
+            if states.get(name) == "Approved":
+                states[name] = (
+                    f"{'Ready' if ready == 'True' else 'Ready=' + ready}, {tunnel}"
+                )
+        return states
+
+    def child_kubeconfig(self, child: Cluster) -> Path:
+        assert self.parent is not None
+        out = self.data_dir / f"{child.name}-via-parent.kubeconfig"
+        result = subprocess.run(
+            [
+                self._python,
+                "-m",
+                "clusternet",
+                "kubeconfig",
+                child.name,
+                "--kubeconfig",
+                str(self.parent.kubeconfig),
+                "-o",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=self._env,
+        )
+        if result.returncode != 0:
+            raise DemoError(
+                f"clusternet kubeconfig {child.name} failed: {result.stderr.strip()}"
+            )
+        return out
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+
+def _answers(cluster: Cluster) -> bool:
+    import ssl
+    import urllib.request
+
+    config = yaml.safe_load(cluster.kubeconfig.read_text())
+    ca = base64.b64decode(
+        config["clusters"][0]["cluster"]["certificate-authority-data"]
+    )
+    context = ssl.create_default_context(cadata=ca.decode())
+    with urllib.request.urlopen(  # noqa: S310 - an https URL we wrote
+        f"{cluster.url}/readyz", context=context, timeout=2
+    ) as response:
+        return bool(response.status == 200)
+
+
+MARKER = ".clusternet-demo"
+
+
+def _fresh(data_dir: Path) -> None:
+    """
+    Empty a folder the demo made before; refuse any other non-empty folder.
+    """
+    if data_dir.exists() and any(data_dir.iterdir()):
+        if not (data_dir / MARKER).exists():
+            raise DemoError(
+                f"{data_dir} is not empty and was not made by the demo; "
+                "choose another --data-dir"
+            )
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / MARKER).write_text("made by clusternet demo\n")
+
+
+def run_demo(args: Any) -> int:
+    """
+    The C{clusternet demo} command.
+    """
+    data_dir = Path(args.data_dir).resolve()
+    _fresh(data_dir)
+    started = time.monotonic()
+    fleet = Fleet(data_dir, args.children)
+    try:
+        fleet.start()
+        fleet.say("Waiting for every child to register, be approved and be Ready:")
+        fleet.wait_ready(args.timeout)
+        fleet.say(
+            f"All {args.children} children are Ready "
+            f"({time.monotonic() - started:.0f}s).\n"
+        )
+        assert fleet.parent is not None
+        parent = fleet.parent.kubeconfig
+        for command in (("get", "clsrr"), ("get", "mcls", "-A"), ("get", "sockets")):
+            fleet.say(f"$ kubectl --kubeconfig {parent} {' '.join(command)}")
+            fleet.say(fleet.parent_kubectl(*command).rstrip() + "\n")
+        child_configs = []
+        for child in fleet.child_clusters:
+            config = fleet.child_kubeconfig(child)
+            child_configs.append(config)
+            fleet.say(
+                f"# {child.name}, reached through the parent "
+                f"(clusternet kubeconfig {child.name}):"
+            )
+            fleet.say(f"$ kubectl --kubeconfig {config} get ns")
+            fleet.say(fleet.run_kubectl(config, "get", "ns").rstrip() + "\n")
+        fleet.say("Try next:")
+        fleet.say(f"  export KUBECONFIG={parent}")
+        fleet.say(
+            "  kubectl get clsrr; kubectl get mcls -A -o wide; kubectl get sockets"
+        )
+        fleet.say(
+            f"  kubectl --kubeconfig {child_configs[0]} "
+            "create configmap hello --from-literal=k=v"
+        )
+        fleet.say(f"  kubectl --kubeconfig {child_configs[0]} get configmaps -w")
+        fleet.say(f"  clusternet get clusters --kubeconfig {parent}")
+        fleet.say(f"  logs: {data_dir}/*.log")
+        if args.check:
+            fleet.say("Check passed.")
+            return 0
+        fleet.say("\nThe fleet is running; press Ctrl-C to stop it.")
+        while all(p.alive() for p in fleet.processes):
+            time.sleep(1)
+        dead = [p for p in fleet.processes if not p.alive()]
+        raise DemoError(f"{dead[0].name} exited; see {dead[0].log}")
+    except KeyboardInterrupt:
+        fleet.say("\nStopping the fleet.")
+        return 0
+    finally:
+        fleet.stop()
