@@ -366,6 +366,15 @@ def make_agent_service(
     def work() -> AgentWork:
         return AgentWork(reactor, options, child, child_info, parents, direct, metrics)
 
+    Logger().info(
+        "clusternet-agent starting: child {child}, parent {parent}, identity mode "
+        "{mode}, status every {update}s, leader election {elect}",
+        child=child_info.server,
+        parent=options["cluster-reg-parent-url"] or "(from the registration secret)",
+        mode=options["identity-mode"],
+        update=options["cluster-status-update-frequency"],
+        elect=options["leader-elect"],
+    )
     _DirectService(direct).setServiceParent(top)
     leadership = _Leadership(work)
     leadership.setServiceParent(top)

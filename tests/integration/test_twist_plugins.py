@@ -126,9 +126,12 @@ def test_hub_serves_probes_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
 
 
 def test_agent_starts_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "child.kubeconfig"
+    kubeconfig.write_text(UNREACHABLE_PARENT)
     with twist(
         "clusternet-agent",
         [
+            f"--kubeconfig={kubeconfig}",
             "--cluster-reg-parent-url=https://127.0.0.1:6443",
             "--cluster-reg-token=07401b.f395accd246ae52d",
         ],
