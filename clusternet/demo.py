@@ -92,7 +92,7 @@ class Cluster:
     A sandbox API server process and its kubeconfig.
     """
 
-    def __init__(self, name: str, data_dir: Path, process: _Process) -> None:
+    def __init__(self, name: str, data_dir: Path, process: _Process | None) -> None:
         self.name = name
         self.data_dir = data_dir
         self.process = process
@@ -118,6 +118,10 @@ class Fleet:
         children: int = 2,
         say: Callable[[str], None] = print,
         status_frequency: str = "10s",
+        lease_grace: str = "40s",
+        parent_kubeconfig: Path | None = None,
+        child_kubeconfigs: list[Path] | None = None,
+        hub_host: str = "localhost",
     ) -> None:
         if children < 1:
             raise DemoError("--children must be at least 1")
@@ -125,6 +129,12 @@ class Fleet:
         self.children = children
         self.say = say
         self.status_frequency = status_frequency
+        self.lease_grace = lease_grace
+        self._parent_kubeconfig = parent_kubeconfig
+        self._child_kubeconfigs = child_kubeconfigs or []
+        self.hub_host = hub_host
+        self._hub_argv: list[str] = []
+        self._agent_argv: dict[str, list[str]] = {}
         self.processes: list[_Process] = []
         self.parent: Cluster | None = None
         self.child_clusters: list[Cluster] = []
@@ -241,8 +251,13 @@ class Fleet:
         self._start_hub()
         for index in range(1, self.children + 1):
             name = f"child-{index}"
-            self.say(f"Starting {name} (sandbox) and twist clusternet-agent")
-            child = self._start_sandbox(name)
+            if index <= len(self._child_kubeconfigs):
+                self.say(f"Starting twist clusternet-agent for {name}")
+                child = Cluster(name, self.data_dir, None)
+                child.kubeconfig = self._child_kubeconfigs[index - 1]
+            else:
+                self.say(f"Starting {name} (sandbox) and twist clusternet-agent")
+                child = self._start_sandbox(name)
             self.child_clusters.append(child)
             self._start_agent(child)
 
@@ -250,7 +265,10 @@ class Fleet:
         assert self.parent is not None
         hub_ca = pki.make_ca("clusternet-demo-hub-ca")
         hub_cert = pki.issue_certificate(
-            hub_ca, "clusternet-hub", hosts=["localhost", "127.0.0.1"], server=True
+            hub_ca,
+            "clusternet-hub",
+            hosts=sorted({"localhost", "127.0.0.1", self.hub_host}),
+            server=True,
         )
         (self.data_dir / "hub.crt").write_bytes(hub_cert.certificate_pem)
         key = self.data_dir / "hub.key"
@@ -283,7 +301,7 @@ class Fleet:
                 },
                 "spec": {
                     "type": "ExternalName",
-                    "externalName": "localhost",
+                    "externalName": self.hub_host,
                     "ports": [{"port": self.hub_port, "protocol": "TCP"}],
                 },
             },
@@ -309,23 +327,28 @@ class Fleet:
 
     def _start_hub(self) -> None:
         assert self.parent is not None
-        self.hub = self._start(
-            "hub",
-            [
-                *self._twist,
-                "--log-format=text",
-                "clusternet-hub",
-                f"--kubeconfig={self.parent.kubeconfig}",
-                f"--secure-port={self.hub_port}",
-                "--bind-address=127.0.0.1",
-                f"--tls-cert-file={self.data_dir / 'hub.crt'}",
-                f"--tls-private-key-file={self.data_dir / 'hub.key'}",
-                "--cluster-lease-grace-period=40s",
-                "--requestheader-client-ca-file="
-                f"{self.parent.data_dir / 'front-proxy-ca.crt'}",
-                "--requestheader-allowed-names=front-proxy-client",
-            ],
-        )
+        self._hub_argv = [
+            *self._twist,
+            "--log-format=text",
+            "clusternet-hub",
+            f"--kubeconfig={self.parent.kubeconfig}",
+            f"--secure-port={self.hub_port}",
+            "--bind-address=127.0.0.1",
+            f"--tls-cert-file={self.data_dir / 'hub.crt'}",
+            f"--tls-private-key-file={self.data_dir / 'hub.key'}",
+            f"--cluster-lease-grace-period={self.lease_grace}",
+            "--requestheader-client-ca-file="
+            f"{self.parent.data_dir / 'front-proxy-ca.crt'}",
+            "--requestheader-allowed-names=front-proxy-client",
+        ]
+        self.restart_hub()
+
+    def restart_hub(self) -> None:
+        """
+        Start the hub (again, after L{stop_process}) and wait until the parent
+        reaches it.
+        """
+        self.hub = self._start("hub", self._hub_argv)
         self._wait(
             "the hub behind the parent's aggregation layer",
             lambda: (
@@ -338,21 +361,36 @@ class Fleet:
 
     def _start_agent(self, child: Cluster) -> None:
         assert self.parent is not None
-        agent = self._start(
-            f"agent-{child.name}",
-            [
-                *self._twist,
-                "--log-format=text",
-                "clusternet-agent",
-                f"--kubeconfig={child.kubeconfig}",
-                f"--cluster-reg-parent-url={self.parent.url}",
-                f"--cluster-reg-token={BOOTSTRAP_TOKEN}",
-                f"--cluster-reg-name={child.name}",
-                f"--cluster-status-update-frequency={self.status_frequency}",
-                "--cluster-status-collect-frequency=5s",
-            ],
-        )
-        self.agents.append(agent)
+        self._agent_argv[child.name] = [
+            *self._twist,
+            "--log-format=text",
+            "clusternet-agent",
+            f"--kubeconfig={child.kubeconfig}",
+            f"--cluster-reg-parent-url={self.parent.url}",
+            f"--cluster-reg-token={BOOTSTRAP_TOKEN}",
+            f"--cluster-reg-name={child.name}",
+            f"--cluster-status-update-frequency={self.status_frequency}",
+            "--cluster-status-collect-frequency=5s",
+        ]
+        self.restart_agent(child)
+
+    def restart_agent(self, child: Cluster) -> _Process:
+        """
+        Start the agent of C{child} (again, after L{stop_process}).
+        """
+        agent = self._start(f"agent-{child.name}", self._agent_argv[child.name])
+        self.agents = [a for a in self.agents if a.name != agent.name] + [agent]
+        return agent
+
+    def stop_process(self, process: _Process, sig: int = signal.SIGTERM) -> int | None:
+        """
+        Stop one process of the fleet (SIGKILL to simulate a crash).
+        """
+        if sig != signal.SIGTERM and process.alive():
+            process.popen.send_signal(sig)
+        code = process.stop()
+        self.processes.remove(process)
+        return code
 
     def wait_ready(self, timeout: float = 90.0, progress: TextIO | None = None) -> None:
         """
