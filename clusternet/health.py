@@ -7,15 +7,30 @@ C{?verbose} listing each check, as the Kubernetes API server does) and C{/metric
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
-__all__ = ["HealthChecks", "MetricsResource", "ProbeResource", "add_probes"]
+__all__ = [
+    "HealthChecks",
+    "MetricsResource",
+    "ProbeResource",
+    "SnapshotCollector",
+    "add_probes",
+    "process_registry",
+]
 
 Check = Callable[[], str | None]
 """
@@ -102,10 +117,55 @@ class MetricsResource(Resource):
         return bytes(generate_latest(self._registry))
 
 
-def add_probes(root: Resource, checks: HealthChecks) -> None:
+def add_probes(
+    root: Resource, checks: HealthChecks, registry: CollectorRegistry = REGISTRY
+) -> None:
     """
     Put C{/healthz}, C{/readyz}, C{/livez} and C{/metrics} under C{root}.
     """
     for name in (b"healthz", b"readyz", b"livez"):
         root.putChild(name, ProbeResource(name.decode("ascii"), checks))
-    root.putChild(b"metrics", MetricsResource())
+    root.putChild(b"metrics", MetricsResource(registry))
+
+
+class SnapshotCollector(Collector):
+    """
+    Export a dict of counters (such as C{TunnelMetrics.snapshot()}) as Prometheus
+    metrics C{<prefix>_<name>}: gauges for the names in C{gauges}, counters for
+    the rest.
+    """
+
+    def __init__(
+        self,
+        prefix: str,
+        snapshot: Callable[[], dict[str, int]],
+        gauges: frozenset[str] = frozenset(),
+        documentation: str = "",
+    ) -> None:
+        self._prefix = prefix
+        self._snapshot = snapshot
+        self._gauges = gauges
+        self._documentation = documentation
+
+    def collect(self) -> Iterator[Metric]:
+        for name, value in sorted(self._snapshot().items()):
+            full = f"{self._prefix}_{name}"
+            doc = f"{self._documentation} {name.replace('_', ' ')}".strip()
+            if name in self._gauges:
+                yield GaugeMetricFamily(full, doc, value=value)
+            else:
+                yield CounterMetricFamily(full.removesuffix("_total"), doc, value=value)
+
+
+def process_registry(*collectors: Collector) -> CollectorRegistry:
+    """
+    A registry with the process, platform and GC metrics and C{collectors}: one
+    per server, so several can run in one process (tests) without clashing.
+    """
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    for collector in collectors:
+        registry.register(collector)
+    return registry

@@ -39,7 +39,12 @@ from clusternet.agent._registration import (
 )
 from clusternet.agent._status import make_reporting_service
 from clusternet.apis import SELF_CLUSTER_LEASE_NAME
-from clusternet.health import HealthChecks, add_probes
+from clusternet.health import (
+    HealthChecks,
+    SnapshotCollector,
+    add_probes,
+    process_registry,
+)
 from clusternet.kube import (
     AlreadyExists,
     ConnectionInfo,
@@ -397,7 +402,18 @@ def make_agent_service(
         reactor.callWhenRunning(leadership.started_leading)
     if options["metrics-listen"]:
         root = StatusRoot()
-        add_probes(root, checks)
+        add_probes(
+            root,
+            checks,
+            process_registry(
+                SnapshotCollector(
+                    "clusternet_tunnel",
+                    metrics.snapshot,
+                    frozenset({"sessions_open", "streams_open"}),
+                    "Tunnel",
+                )
+            ),
+        )
         StreamServerEndpointService(
             serverFromString(reactor, options["metrics-listen"]), Site(root)
         ).setServiceParent(top)

@@ -9,6 +9,8 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from prometheus_client.registry import CollectorRegistry
+
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
@@ -123,6 +125,7 @@ class HubResource(Resource):
         checks: HealthChecks,
         attach: AttachHandler | None = None,
         proxy: ProxyHandler | None = None,
+        metrics: CollectorRegistry | None = None,
     ) -> None:
         super().__init__()
         self._clock = clock
@@ -135,7 +138,7 @@ class HubResource(Resource):
             name: ProbeResource(name.strip("/"), checks)
             for name in ("/healthz", "/readyz", "/livez")
         }
-        self._metrics = MetricsResource()
+        self._metrics = MetricsResource(metrics) if metrics else MetricsResource()
 
     def renderStreaming(self, request: StreamingRequest) -> None:
         result = self.render(request)

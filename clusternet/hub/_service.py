@@ -17,7 +17,12 @@ from twisted.web.server import Site
 from clusternet import pki
 from clusternet._runtime import CleanExitOnSIGTERM
 from clusternet._web import StatusRoot
-from clusternet.health import HealthChecks, add_probes
+from clusternet.health import (
+    HealthChecks,
+    SnapshotCollector,
+    add_probes,
+    process_registry,
+)
 from clusternet.hub._approver import ApprovalQueue, Approver
 from clusternet.hub._auth import AuthConfig, Authenticator, CachingAuthorizer
 from clusternet.hub._health import ClusterHealth
@@ -44,6 +49,7 @@ __all__ = ["HubParts", "make_hub_service", "serving_pair"]
 _log = Logger()
 
 AUTH_CONFIGMAP = ("kube-system", "extension-apiserver-authentication")
+TUNNEL_GAUGES = frozenset({"sessions_open", "streams_open"})
 
 
 def serving_pair(options: Any) -> pki.KeyPair:
@@ -215,6 +221,23 @@ class HubParts:
         self.checks = HealthChecks()
         self.checks.add("informer-sync", self._synced)
         self.attach = TunnelAttach(reactor, self.registry)
+        self.metrics = process_registry(
+            SnapshotCollector(
+                "clusternet_tunnel",
+                self.attach.metrics.snapshot,
+                TUNNEL_GAUGES,
+                "Tunnel",
+            ),
+            SnapshotCollector(
+                "clusternet_hub",
+                lambda: {
+                    "clusters_attached": len(self.registry),
+                    "clusters_known": len(self.registry.known),
+                },
+                frozenset({"clusters_attached", "clusters_known"}),
+                "Hub",
+            ),
+        )
         self.resource = HubResource(
             reactor,
             self.authenticator,
@@ -223,6 +246,7 @@ class HubParts:
             self.checks,
             attach=self.attach,
             proxy=ClusterProxy(reactor, self.registry),
+            metrics=self.metrics,
         )
 
     def _synced(self) -> str | None:
@@ -248,7 +272,7 @@ def make_hub_service(reactor: IReactorCore, options: Any) -> IService:
     StreamServerEndpointService(_endpoint(reactor, options), site).setServiceParent(top)
     if options["metrics-listen"]:
         probes = StatusRoot()
-        add_probes(probes, parts.checks)
+        add_probes(probes, parts.checks, parts.metrics)
         StreamServerEndpointService(
             serverFromString(reactor, options["metrics-listen"]), Site(probes)
         ).setServiceParent(top)
