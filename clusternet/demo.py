@@ -26,11 +26,17 @@ from typing import Any, TextIO
 import yaml
 
 from clusternet import pki
+from clusternet.apis import BOOTSTRAP_GROUP, crds
 
-__all__ = ["BOOTSTRAP_TOKEN", "DemoError", "Fleet"]
+__all__ = [
+    "BOOTSTRAP_TOKEN",
+    "DemoError",
+    "Fleet",
+    "bootstrap_token_objects",
+    "run_demo",
+]
 
 BOOTSTRAP_TOKEN = "07401b.f395accd246ae52d"  # noqa: S105 - the documented sample token
-ROOT = Path(__file__).resolve().parent
 GROUP_PATH = "/apis/proxies.clusternet.io/v1alpha1"
 
 
@@ -46,14 +52,64 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _manifest_dir(name: str) -> Path:
+def bootstrap_token_objects(token: str = BOOTSTRAP_TOKEN) -> list[dict[str, Any]]:
     """
-    deploy/ and manifests/ of a source checkout, or their copies in the package.
+    The bootstrap token Secret and its RBAC, as manifests/samples/
+    cluster_bootstrap_token.yaml has them (a test keeps the two equal).
     """
-    for base in (ROOT.parent, ROOT / "_data"):
-        if (base / name).is_dir():
-            return base / name
-    raise DemoError(f"cannot find the {name}/ folder of clusternet")
+    token_id, secret = token.split(".")
+    role = "clusternet:system:bootstrapping"
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": f"bootstrap-token-{token_id}",
+                "namespace": "kube-system",
+            },
+            "type": "bootstrap.kubernetes.io/token",
+            "stringData": {
+                "description": (
+                    "The bootstrap token used by clusternet cluster registration."
+                ),
+                "token-id": token_id,
+                "token-secret": secret,
+                "expiration": "2030-05-10T03:22:11Z",
+                "usage-bootstrap-authentication": "true",
+                "usage-bootstrap-signing": "true",
+                "auth-extra-groups": BOOTSTRAP_GROUP,
+            },
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": role},
+            "rules": [
+                {
+                    "apiGroups": ["clusters.clusternet.io"],
+                    "resources": ["clusterregistrationrequests"],
+                    "verbs": ["get", "create"],
+                }
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": role},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": role,
+            },
+            "subjects": [
+                {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Group",
+                    "name": BOOTSTRAP_GROUP,
+                }
+            ],
+        },
+    ]
 
 
 class _Process:
@@ -275,16 +331,19 @@ class Fleet:
         key.write_bytes(hub_cert.key_pem)
         key.chmod(0o600)
         self.hub_port = _free_port()
-        for folder in ("manifests/crds",):
-            self.parent_kubectl(
-                "apply", "-f", str(_manifest_dir("manifests").parent / folder)
-            )
-        self.parent_kubectl(
-            "apply",
-            "-f",
-            str(
-                _manifest_dir("manifests") / "samples" / "cluster_bootstrap_token.yaml"
+        self.parent_kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(crds()))
+        self._wait(
+            "the CRDs to be established",
+            lambda: (
+                "clusterregistrationrequests"
+                in self.parent_kubectl(
+                    "api-resources", "--api-group=clusters.clusternet.io"
+                )
             ),
+            30,
+        )
+        self.parent_kubectl(
+            "apply", "-f", "-", stdin=yaml.safe_dump_all(bootstrap_token_objects())
         )
         objects: list[dict[str, Any]] = [
             {
