@@ -118,7 +118,14 @@ class AgentOptions(ClusternetOptions):
             "cluster-reg-token",
             None,
             None,
-            "Bootstrap token (<id>.<secret>) to register with. Never logged.",
+            "Bootstrap token (<id>.<secret>) to register with. Never logged. "
+            "Visible in the process list: prefer --cluster-reg-token-file.",
+        ],
+        [
+            "cluster-reg-token-file",
+            None,
+            None,
+            "File holding the bootstrap token (read once at start).",
         ],
         [
             "cluster-reg-parent-ca-file",
@@ -259,6 +266,15 @@ class AgentOptions(ClusternetOptions):
             raise UsageError("--lease-duration must be longer than --renew-deadline")
         if not self["renew-deadline"] > self["retry-period"]:
             raise UsageError("--renew-deadline must be longer than --retry-period")
+        token_file = self["cluster-reg-token-file"]
+        if token_file:
+            if self["cluster-reg-token"]:
+                raise UsageError(
+                    "give --cluster-reg-token or --cluster-reg-token-file, not both"
+                )
+            require_readable_file("cluster-reg-token-file", token_file)
+            with open(token_file, encoding="utf-8") as f:
+                self["cluster-reg-token"] = f.read().strip()
         token = self["cluster-reg-token"]
         if token is not None and not re.fullmatch(r"[a-z0-9]{6}\.[a-z0-9]{16}", token):
             # Never echo the value: it is a secret.

@@ -171,3 +171,19 @@ def test_hub_listen_endpoint() -> None:
 def test_hub_bad_values_name_the_flag(argv: list[str], flag: str) -> None:
     with pytest.raises(UsageError, match=flag):
         parse(HubOptions, *argv)
+
+
+def test_agent_token_from_a_file(tmp_path: Any) -> None:
+    token = tmp_path / "token"
+    token.write_text("07401b.f395accd246ae52d\n")
+    options = parse(AgentOptions, f"--cluster-reg-token-file={token}")
+    assert options["cluster-reg-token"] == "07401b.f395accd246ae52d"
+    token.write_text("not-a-token")
+    with pytest.raises(UsageError, match="--cluster-reg-token"):
+        parse(AgentOptions, f"--cluster-reg-token-file={token}")
+    with pytest.raises(UsageError, match="not both"):
+        parse(
+            AgentOptions,
+            f"--cluster-reg-token-file={token}",
+            "--cluster-reg-token=07401b.f395accd246ae52d",
+        )
