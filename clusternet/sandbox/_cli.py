@@ -66,6 +66,13 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="answer requests without credentials as system:anonymous (group system:unauthenticated) instead of 401 (default false; --anonymous-auth alone means true)",
     )
     apiserver.add_argument(
+        "--aggregate",
+        action="append",
+        default=[],
+        metavar="GROUP/VERSION=https://127.0.0.1:PORT",
+        help="serve GROUP/VERSION from this backend (front-proxy client certificate, X-Remote-* headers, no server verification), overriding any APIService; repeatable",
+    )
+    apiserver.add_argument(
         "--token-auth-file",
         default=None,
         help='static bearer tokens, a CSV file as kube-apiserver reads it: token,user,uid[,"group1,group2"]',
@@ -82,9 +89,17 @@ def _run(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
+    from clusternet.sandbox._aggregator import parse_aggregate_flag
     from clusternet.sandbox._server import make_sandbox
     from clusternet.sandbox.auth import parse_token_file
 
+    aggregate: dict[tuple[str, str], str] = {}
+    for text in args.aggregate:
+        try:
+            group, version, url = parse_aggregate_flag(text)
+        except ValueError as e:
+            raise CommandError(str(e), status=2) from None
+        aggregate[(group, version)] = url
     static_tokens = None
     if args.token_auth_file:
         try:
@@ -111,6 +126,7 @@ def _run(args: argparse.Namespace) -> int:
             history=args.watch_history,
             anonymous=args.anonymous_auth == "true",
             static_tokens=static_tokens,
+            aggregate=aggregate,
         )
     except (OSError, ValueError) as e:
         raise CommandError(f"cannot prepare {args.data_dir}: {e}") from None

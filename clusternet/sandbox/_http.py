@@ -42,6 +42,7 @@ from clusternet.sandbox._discovery import (
     openapi_v2,
     openapi_v3_index,
 )
+from clusternet.sandbox._impersonate import ImpersonationRefused, impersonate
 from clusternet.sandbox._meta import ApiError, bad_request, error_status
 from clusternet.sandbox._patch import (
     PatchError,
@@ -66,7 +67,7 @@ from clusternet.sandbox._store_api import JSONObject, StoreError
 from clusternet.sandbox._table import make_table
 from clusternet.sandbox.auth._rbac import forbidden_status
 
-__all__ = ["SandboxAPI", "VersionInfo"]
+__all__ = ["Refused", "SandboxAPI", "VersionInfo"]
 
 NOT_FOUND = "the server could not find the requested resource"
 MAX_BODY = 3 * 1024 * 1024
@@ -87,6 +88,16 @@ def _platform() -> str:
         machine, machine
     )
     return f"{platform.system().lower()}/{arch}"
+
+
+class Refused(Exception):
+    """
+    The request is answered with C{status} before it reaches a handler.
+    """
+
+    def __init__(self, status: JSONObject) -> None:
+        super().__init__(status.get("message", ""))
+        self.status = status
 
 
 class VersionInfo:
@@ -213,6 +224,9 @@ class SandboxAPI(Resource):
         self._watches: set[_WatchStream] = set()
         self._openapi_cache: tuple[JSONObject, dict[str, JSONObject]] | None = None
         self.sub_handlers: dict[tuple[str, str, str], Callable[..., Any]] = {}
+        # The aggregation layer (C{clusternet.sandbox._aggregator.Aggregator}),
+        # whose groups discovery merges.
+        self.aggregator: Any = None
         registry.on_change(self._invalidate)
 
     def _invalidate(self) -> None:
@@ -249,14 +263,10 @@ class SandboxAPI(Resource):
             for k, v in args.items()
             if v
         }
-        credentials = self._credentials(request)
         try:
-            user = self.authenticator.authenticate(credentials)
-        except AuthenticationError as e:
-            self._log.info("authentication failed: {reason}", reason=str(e))
-            user = None
-        if user is None:
-            return self._status(request, status_object(401, "Unauthorized"))
+            user = self.identify(request)
+        except Refused as e:
+            return self._status(request, e.status)
         info = parse_request_info(method, path, query)
         attributes = Attributes(
             user=user,
@@ -277,6 +287,32 @@ class SandboxAPI(Resource):
         if info.resource_request:
             return self._resource(request, method, info, query, user)
         return self._non_resource(request, method, info, query)
+
+    def identify(self, request: Request) -> UserInfo:
+        """
+        Who C{request} acts as: the authenticated user, or the user it
+        impersonates once that is authorized.
+
+        @raise Refused: 401 without valid credentials, 400/403 for a refused
+            impersonation.
+        """
+        credentials = self._credentials(request)
+        try:
+            user = self.authenticator.authenticate(credentials)
+        except AuthenticationError as e:
+            self._log.info("authentication failed: {reason}", reason=str(e))
+            user = None
+        if user is None:
+            raise Refused(status_object(401, "Unauthorized"))
+        try:
+            return impersonate(user, credentials.headers, self.authorizer)
+        except ImpersonationRefused as e:
+            self._log.info(
+                "impersonation refused for {user}: {reason}",
+                user=user.name,
+                reason=str(e),
+            )
+            raise Refused(e.status) from None
 
     def _credentials(self, request: Request) -> RequestCredentials:
         headers: dict[str, tuple[str, ...]] = {}
@@ -356,12 +392,22 @@ class SandboxAPI(Resource):
         if parts == ["apis"]:
             if aggregated:
                 return self._aggregated(request, core=False)
-            return self._json(request, 200, api_group_list(self.registry))
+            groups = api_group_list(self.registry)
+            if self.aggregator is not None:
+                served = {g["name"] for g in groups["groups"]}
+                groups["groups"] += [
+                    g
+                    for g in self.aggregator.legacy_groups()
+                    if g["name"] not in served
+                ]
+            return self._json(request, 200, groups)
         if parts == ["api", "v1"]:
             body = api_resource_list(self.registry, "", "v1")
             return self._json(request, 200, body)
         if len(parts) == 2 and parts[0] == "apis":
             group = api_group(self.registry, parts[1])
+            if group is None and self.aggregator is not None:
+                group = self.aggregator.api_group(parts[1])
             if group is None:
                 return self._status(request, status_object(404, NOT_FOUND))
             return self._json(request, 200, group)
@@ -390,6 +436,13 @@ class SandboxAPI(Resource):
 
     def _aggregated(self, request: Request, core: bool) -> bytes:
         body = aggregated_discovery(self.registry, core)
+        if not core and self.aggregator is not None:
+            served = {(i.get("metadata") or {}).get("name") for i in body["items"]}
+            body["items"] += [
+                i
+                for i in self.aggregator.aggregated_items()
+                if i["metadata"]["name"] not in served
+            ]
         encoded = json.dumps(body, separators=(",", ":")).encode()
         request.setHeader(b"vary", b"Accept")
         request.setHeader(b"etag", ('"' + document_hash(body) + '"').encode())

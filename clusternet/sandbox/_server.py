@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from OpenSSL import SSL, crypto
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred
 from twisted.internet.interfaces import (
     IListeningPort,
     IOpenSSLServerConnectionCreator,
@@ -27,11 +27,12 @@ from twisted.internet.interfaces import (
     IReactorTime,
 )
 from twisted.logger import Logger
-from twisted.web.server import Site
 from zope.interface import implementer
 
 from clusternet.health import HealthChecks
 from clusternet.pki import KeyPair, issue_certificate, load_pem_pair, make_ca
+from clusternet.proxy import StreamingSite
+from clusternet.sandbox._aggregator import AggregationRoot, Aggregator
 from clusternet.sandbox._auth_api import IAuthenticator, IAuthorizer, UserInfo
 from clusternet.sandbox._controllers import CRDController, NamespaceController
 from clusternet.sandbox._defaultauth import CertificateAuthenticator, MastersAuthorizer
@@ -216,6 +217,8 @@ class SandboxServer(Service):
         persist: bool = True,
         anonymous: bool = False,
         static_tokens: Mapping[str, UserInfo] | None = None,
+        aggregate: Mapping[tuple[str, str], str] | None = None,
+        aggregator_interval: float = 10.0,
     ) -> None:
         self._reactor = reactor
         self.data_dir = Path(data_dir)
@@ -264,6 +267,15 @@ class SandboxServer(Service):
                 self, reactor, anonymous=anonymous, static_tokens=static_tokens
             )
             self.auth.install()
+        self.aggregator = Aggregator(
+            reactor,
+            self.store,
+            self.material.front_proxy_client,
+            self.api.identify,
+            overrides=aggregate,
+            refresh_interval=aggregator_interval,
+        )
+        self.api.aggregator = self.aggregator
 
     # --- wiring for authentication, authorization and controllers ------------------
 
@@ -400,7 +412,7 @@ class SandboxServer(Service):
                 },
             },
         )
-        site = Site(self.api)
+        site = StreamingSite(AggregationRoot(self.api, self.aggregator))
         site.displayTracebacks = False
         site.noisy = False
         factory = _TLSContextFactory(
@@ -416,6 +428,7 @@ class SandboxServer(Service):
         self.port = self._listening.getHost().port  # type: ignore[attr-defined]
         if self.auth is not None:
             self.auth.start()
+        self.aggregator.start()
         self.write_kubeconfig()
         super().startService()
         self._log.info(
@@ -472,10 +485,10 @@ class SandboxServer(Service):
         if self.auth is not None:
             self.auth.stop()
         self.api.stop_watches()
-        stopping: Deferred[Any] = succeed(None)
+        stopping: Deferred[Any] = self.aggregator.stop()
         if self._listening is not None:
-            stopping = maybeDeferred(self._listening.stopListening)
-            self._listening = None
+            listening, self._listening = self._listening, None
+            stopping.addBoth(lambda _: maybeDeferred(listening.stopListening))
 
         def persist(_: object) -> None:
             if self._persist and self.journal is not None:

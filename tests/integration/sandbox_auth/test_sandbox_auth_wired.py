@@ -327,3 +327,62 @@ def test_a_client_presenting_leaf_and_ca_is_the_leaf_user(
     info = body["status"]["userInfo"]
     assert info["username"] == "carol"
     assert info["groups"] == ["ops", "system:authenticated"]
+
+
+def test_impersonation_needs_the_impersonate_verb(sandbox: Sandbox, admin: Any) -> None:
+    as_alice = {"Authorization": f"Bearer {STATIC_TOKEN}", "Impersonate-User": "alice"}
+    code, body = sandbox.raw(
+        "GET", "/api/v1/namespaces/default/configmaps", headers=as_alice
+    )
+    assert code == 403
+    assert body["message"] == (
+        'users "alice" is forbidden: User "bob" cannot impersonate resource "users" '
+        'in API group "" at the cluster scope'
+    )
+    code, body = sandbox.raw(
+        "GET",
+        "/api/v1/namespaces/default/configmaps",
+        headers={"Authorization": f"Bearer {STATIC_TOKEN}", "Impersonate-Group": "x"},
+    )
+    assert code == 400
+    assert (
+        body["message"]
+        == "requested [Impersonate-Group=x] without impersonating a user"
+    )
+    client.RbacAuthorizationV1Api(admin).create_cluster_role(
+        {
+            "metadata": {"name": "impersonate-alice"},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["users"],
+                    "resourceNames": ["alice"],
+                    "verbs": ["impersonate"],
+                }
+            ],
+        }
+    )
+    client.RbacAuthorizationV1Api(admin).create_cluster_role_binding(
+        {
+            "metadata": {"name": "bob-impersonates-alice"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "impersonate-alice",
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}
+            ],
+        }
+    )
+    code, body = sandbox.raw(
+        "POST",
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        headers=as_alice,
+    )
+    assert code == 201, body
+    assert body["status"]["userInfo"] == {
+        "username": "alice",
+        "groups": ["system:authenticated"],
+    }
