@@ -573,6 +573,46 @@ def row_for(
     return row
 
 
+def _replicas(obj: JSONObject, *path: str) -> int:
+    value = _get(obj, *path)
+    return int(value) if isinstance(value, int) else 0
+
+
+def _ready_replicas(obj: JSONObject, now: float) -> Any:
+    desired = _get(obj, "spec", "replicas")
+    desired = desired if isinstance(desired, int) else 1
+    return f"{_replicas(obj, 'status', 'readyReplicas')}/{desired}"
+
+
+# Workloads (served as plain objects: nothing updates their status).
+BUILTIN_COLUMNS["apps/deployments"] = [
+    (NAME, _name),
+    (_col("Ready", "Number of the pod with ready state"), _ready_replicas),
+    (
+        _col(
+            "Up-to-date",
+            "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+            "integer",
+        ),
+        lambda o, n: _replicas(o, "status", "updatedReplicas"),
+    ),
+    (
+        _col(
+            "Available",
+            "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+            "integer",
+        ),
+        lambda o, n: _replicas(o, "status", "availableReplicas"),
+    ),
+    (AGE, _age),
+]
+BUILTIN_COLUMNS["apps/statefulsets"] = [
+    (NAME, _name),
+    (_col("Ready", "Number of the pod with ready state"), _ready_replicas),
+    (AGE, _age),
+]
+
+
 def make_table(
     rtype: ResourceType,
     objects: Sequence[JSONObject],
