@@ -365,6 +365,11 @@ def field_spec(
         flags |= OMITEMPTY
     else:
         json_name = go.json_name
+        if go.inline and value_type in SCALARS:
+            # An embedded non-struct (time.Duration in metav1.Duration) is a
+            # plain field named after its type.
+            go.inline = False
+            json_name = go.json_name or go.go_name
         if go.omitempty:
             flags |= OMITEMPTY
         if go.inline:

@@ -275,7 +275,7 @@ MESSAGES: dict[str, str] = {
     "apis.meta.v1.Condition": "1,type,0,string;2,status,0,string;3,observedGeneration,8,int64;4,lastTransitionTime,0,apis.meta.v1.Time;5,reason,0,string;6,message,0,string",
     "apis.meta.v1.CreateOptions": "1,dryRun,9,string;3,fieldManager,8,string;4,fieldValidation,8,string",
     "apis.meta.v1.DeleteOptions": "1,gracePeriodSeconds,12,int64;2,preconditions,12,apis.meta.v1.Preconditions;3,orphanDependents,12,bool;4,propagationPolicy,12,string;5,dryRun,9,string;6,ignoreStoreReadErrorWithClusterBreakingPotential,12,bool",
-    "apis.meta.v1.Duration": "1,,16,int64",
+    "apis.meta.v1.Duration": "1,Duration,0,int64",
     "apis.meta.v1.FieldSelectorRequirement": "1,key,0,string;2,operator,0,string;3,values,9,string",
     "apis.meta.v1.FieldsV1": "1,-,32,bytes",
     "apis.meta.v1.GetOptions": "1,resourceVersion,8,string",

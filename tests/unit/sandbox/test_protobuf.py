@@ -19,6 +19,7 @@ from clusternet.sandbox import _protobuf_schema as schema
 from clusternet.sandbox._protobuf import (
     PROTOBUF_MAGIC,
     UnsupportedKindError,
+    _Decoder,
     _go_duration,
     decode_body,
 )
@@ -289,6 +290,27 @@ def test_inline_struct_fields_are_merged_into_the_parent() -> None:
     assert obj["spec"]["volumes"] == [
         {"name": "scratch", "emptyDir": {"medium": "Memory"}}
     ]
+
+
+def test_parent_fields_win_over_inlined_fields_of_the_same_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """
+    Go's encoding/json rule for embedded structs; no v1.32 type has such a
+    clash, so the schema here is made up.
+    """
+    monkeypatch.setitem(
+        schema.MESSAGES, "test.v1.Inner", "1,name,0,string;2,extra,0,string"
+    )
+    monkeypatch.setitem(
+        schema.MESSAGES, "test.v1.InlineFirst", "2,,16,test.v1.Inner;1,name,0,string"
+    )
+    monkeypatch.setitem(
+        schema.MESSAGES, "test.v1.InlineLast", "1,name,0,string;2,,16,test.v1.Inner"
+    )
+    raw = text(1, "outer") + blob(2, text(1, "inner") + text(2, "x"))
+    for name in ("test.v1.InlineFirst", "test.v1.InlineLast"):
+        assert _Decoder(0).message([raw], name) == {"name": "outer", "extra": "x"}
 
 
 def test_json_name_comes_from_the_go_tag_not_the_proto_name() -> None:
