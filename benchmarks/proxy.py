@@ -34,6 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+from cryptography import x509
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -64,9 +67,10 @@ class Target:
     One way to reach the child: a client and what it has measured.
     """
 
-    def __init__(self, name: str, client: Client) -> None:
+    def __init__(self, name: str, client: Client, small_path: str = SMALL_PATH) -> None:
         self.name = name
         self.client = client
+        self.small_path = small_path
         self.latencies: list[float] = []
         self.busy = 0.0
         self.bulk_bytes = 0
@@ -113,6 +117,46 @@ def set_up_child(child: Client, bulk_mib: int) -> int:
         if status not in (201, 409):
             raise BenchError(f"creating configmap {name}: {status} {body[:300]!r}")
     return count
+
+
+def parent_user(kubeconfig: Path) -> str:
+    """
+    The user name of the parent kubeconfig's client certificate (its CN).
+    """
+    config = yaml.safe_load(kubeconfig.read_text())
+    user = config["users"][0]["user"]
+    pem = base64.b64decode(user["client-certificate-data"])
+    certificate = x509.load_pem_x509_certificate(pem)
+    names = certificate.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+    return str(names[0].value)
+
+
+def grant_parent_user(child: Client, user: str) -> None:
+    """
+    Let the parent's admin act in the child: in the agent's default identity
+    mode (impersonate) the child sees the parent user without
+    C{system:masters}, which it never passes on.  A binding in the child is
+    how an operator gives a parent user rights there.
+    """
+    status, body = child.request(
+        "POST",
+        "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "clusternet-bench-parent-admin"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}
+            ],
+        },
+    )
+    if status not in (201, 409):
+        raise BenchError(f"binding {user} to cluster-admin: {status} {body[:300]!r}")
 
 
 def start_kubectl_proxy(
@@ -178,7 +222,7 @@ def latency_rounds(
 ) -> None:
     for target in targets:
         for _ in range(warmup):
-            target.get(SMALL_PATH)
+            target.get(target.small_path)
     per_round = max(1, count // rounds)
     for _ in range(rounds):
         for target in targets:
@@ -187,7 +231,7 @@ def latency_rounds(
                 if time.monotonic() > deadline:
                     raise BenchError("out of time budget during the latency runs")
                 started = time.perf_counter()
-                target.get(SMALL_PATH)
+                target.get(target.small_path)
                 target.latencies.append(time.perf_counter() - started)
             target.busy += time.perf_counter() - started_round
 
@@ -196,6 +240,7 @@ def bulk_runs(
     targets: list[Target], repeat: int, objects: int, deadline: float
 ) -> None:
     sizes: dict[str, int] = {}
+    targets = [t for t in targets if t.small_path == SMALL_PATH]
     for target in targets:
         body = target.get(BULK_PATH)  # warm-up, and a check of the answer
         items = len(json.loads(body)["items"])
@@ -240,6 +285,8 @@ def report(targets: dict[str, Target], count: int, bulk_repeat: int) -> None:
         )
     base_bulk = direct.bulk_bytes / MiB / direct.bulk_seconds
     for target in others:
+        if not target.bulk_seconds:
+            continue
         value = target.bulk_bytes / MiB / target.bulk_seconds
         emit(
             f"proxy_bulk_get_{target.name}",
@@ -298,7 +345,14 @@ def main() -> int:
         clients += [direct, chain]
         say(f"Creating the benchmark objects in {child.name} ({args.bulk_mib} MiB)")
         objects = set_up_child(direct, args.bulk_mib)
-        targets = {"direct": Target("direct", direct), "chain": Target("chain", chain)}
+        grant_parent_user(direct, parent_user(fleet.parent.kubeconfig))
+        targets = {
+            "direct": Target("direct", direct),
+            "chain": Target("chain", chain),
+            # The parent's aggregation layer and the hub alone: a small
+            # document the hub answers itself (no tunnel, no child).
+            "parent_to_hub": Target("parent_to_hub", parent, GROUP_PATH),
+        }
         if fleet.kubectl and not args.no_kubectl_proxy:
             kubectl_proxy, proxy_client = start_kubectl_proxy(
                 fleet.kubectl, child.kubeconfig, data_dir

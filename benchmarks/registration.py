@@ -19,6 +19,7 @@ Prints one JSON object per line on stdout; progress goes to stderr.
 from __future__ import annotations
 
 import argparse
+import datetime
 import shutil
 import signal
 import sys
@@ -130,27 +131,49 @@ def poll(
 
 def time_to_unknown(
     fleet: Fleet, parent: Client, agent: Agent, grace: float, every: float
-) -> tuple[float, str]:
+) -> tuple[float, float, str]:
     """
-    SIGKILL C{agent}; poll its ManagedCluster until Ready is no longer True.
+    Wait for C{agent} to renew its heartbeat Lease, SIGKILL it at once, then
+    poll its ManagedCluster until Ready is no longer True.  Killing right
+    after a renewal makes the result the worst case a user sees (the grace
+    period plus the hub's detection delay), not a random point in the
+    renewal interval.  Returns seconds from the kill, seconds from the
+    renewal (as the parent's clock wrote it) and the new status/reason.
     """
 
-    def ready() -> tuple[str, str]:
-        for mcls in parent.get_json(MCLS)["items"]:
-            if mcls["spec"].get("clusterId") == agent.cluster_id:
-                return ready_status(mcls)
+    def mcls() -> dict[str, Any]:
+        for item in parent.get_json(MCLS)["items"]:
+            if item["spec"].get("clusterId") == agent.cluster_id:
+                return dict(item)
         raise BenchError(f"no ManagedCluster for {agent.name}")
 
-    if ready()[0] != "True":
+    if ready_status(mcls())[0] != "True":
         raise BenchError(f"{agent.name} is not Ready before the kill")
+    namespace = mcls()["metadata"]["namespace"]
+    lease_path = (
+        f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/"
+        f"clusternet-{agent.cluster_id}"
+    )
+
+    def renewed() -> str:
+        return str(parent.get_json(lease_path)["spec"].get("renewTime") or "")
+
+    first = renewed()
+    deadline = time.monotonic() + 30
+    while (last := renewed()) == first:
+        if time.monotonic() > deadline:
+            raise BenchError(f"{agent.name} did not renew its Lease within 30s")
+        time.sleep(0.05)
     killed = time.monotonic()
     fleet.stop_process(agent.process, signal.SIGKILL)
+    renewal = datetime.datetime.fromisoformat(last.replace("Z", "+00:00"))
     deadline = killed + grace + 60
     while time.monotonic() < deadline:
         now = time.monotonic()
-        status, reason = ready()
+        status, reason = ready_status(mcls())
         if status != "True":
-            return now - killed, f"{status}/{reason}"
+            since = datetime.datetime.now(datetime.UTC) - renewal
+            return now - killed, since.total_seconds(), f"{status}/{reason}"
         time.sleep(max(0.0, every - (time.monotonic() - now)))
     raise BenchError(f"{agent.name} still Ready {grace + 60:.0f}s after SIGKILL")
 
@@ -176,14 +199,22 @@ def agent_argv(fleet: Fleet, child_kubeconfig: Path, agent: Agent) -> list[str]:
 
 def report(agents: list[Agent], fleet: Fleet, grace: str) -> None:
     n = len(agents)
-    for step in ("approved", "attached", "ready"):
-        samples = [getattr(a, step) for a in agents if getattr(a, step) is not None]
-        for label, fraction in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
-            if step != "approved" and label == "p90":
-                continue
+    # (attribute, name in the output, percentiles shown)
+    steps = (
+        ("seen", "crr_created", ("p50",)),
+        ("approved", "approved", ("p50", "p90", "p99")),
+        ("attached", "tunnel_up", ("p50", "p99")),
+        ("ready", "ready", ("p50", "p99")),
+    )
+    fractions = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
+    for attribute, step, labels in steps:
+        samples = [
+            getattr(a, attribute) for a in agents if getattr(a, attribute) is not None
+        ]
+        for label in labels:
             emit(
                 f"registration_time_to_{step}_{label}",
-                percentile(samples, fraction),
+                percentile(samples, fractions[label]),
                 "s",
                 None,
                 agents=n,
@@ -276,14 +307,20 @@ def main() -> int:
             agents=args.agents,
             note="drop of the machine's MemAvailable after all agents started",
         )
-        say(f"SIGKILL {agents[0].name}; waiting for its Ready to leave True")
-        seconds, state = time_to_unknown(fleet, parent, agents[0], grace, args.poll)
+        say(
+            f"SIGKILL {agents[0].name} right after a heartbeat; "
+            "waiting for its Ready to leave True"
+        )
+        seconds, since_renewal, state = time_to_unknown(
+            fleet, parent, agents[0], grace, args.poll
+        )
         emit(
             "registration_kill_to_ready_unknown",
             seconds,
             "s",
             None,
             lease_grace=args.grace,
+            since_last_renewal_s=round(since_renewal, 3),
             became=state,
         )
         emit(
