@@ -190,6 +190,7 @@ def start_kubectl_proxy(
             raise BenchError(f"kubectl proxy exited; see {data_dir}/kubectl-proxy.log")
         try:
             if client.request("GET", "/version")[0] == 200:
+                client.reconnects = 0  # refused while it was starting
                 return process, client
         except OSError:
             client.close()
