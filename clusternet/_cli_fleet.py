@@ -262,18 +262,19 @@ def _ready(mcls: dict[str, Any]) -> str:
 
 
 def _sockets(api_client: Any) -> dict[str, dict[str, Any]]:
+    """
+    The attached tunnels by cluster ID; empty when the hub is not reachable.
+    """
+    from kubernetes import client
+
+    api: Any = client.CustomObjectsApi(api_client)
     try:
-        response = api_client.call_api(
-            PROXY_PREFIX,
-            "GET",
-            response_type="object",
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-            _preload_content=True,
+        listed = api.list_cluster_custom_object(
+            "proxies.clusternet.io", "v1alpha1", "sockets"
         )
     except Exception:
         return {}
-    return {i["metadata"]["name"]: i for i in (response or {}).get("items", [])}
+    return {i["metadata"]["name"]: i for i in (listed or {}).get("items", [])}
 
 
 def cluster_rows(

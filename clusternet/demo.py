@@ -38,6 +38,7 @@ __all__ = [
 
 BOOTSTRAP_TOKEN = "07401b.f395accd246ae52d"  # noqa: S105 - the documented sample token
 GROUP_PATH = "/apis/proxies.clusternet.io/v1alpha1"
+PARENT_ADMIN = "kubernetes-admin"  # the CN of the sandbox's admin certificate
 
 
 class DemoError(Exception):
@@ -287,6 +288,22 @@ class Fleet:
             raise DemoError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout + (result.stderr if result.returncode else "")
 
+    def eventually_kubectl(
+        self, kubeconfig: Path, *args: str, timeout: float = 30.0
+    ) -> str:
+        """
+        Run kubectl until it succeeds: the parent's aggregated discovery takes a
+        few seconds to include a new backend's group, on a real cluster too.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.run_kubectl(kubeconfig, *args)
+            except DemoError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1.0)
+
     def parent_kubectl(
         self, *args: str, stdin: str | None = None, check: bool = True
     ) -> str:
@@ -314,6 +331,7 @@ class Fleet:
             else:
                 self.say(f"Starting {name} (sandbox) and twist clusternet-agent")
                 child = self._start_sandbox(name)
+                self._grant_parent_admin(child)
             self.child_clusters.append(child)
             self._start_agent(child)
 
@@ -323,7 +341,15 @@ class Fleet:
         hub_cert = pki.issue_certificate(
             hub_ca,
             "clusternet-hub",
-            hosts=sorted({"localhost", "127.0.0.1", self.hub_host}),
+            # The aggregator verifies the name <service>.<namespace>.svc.
+            hosts=sorted(
+                {
+                    "localhost",
+                    "127.0.0.1",
+                    self.hub_host,
+                    "clusternet-hub.clusternet-system.svc",
+                }
+            ),
             server=True,
         )
         (self.data_dir / "hub.crt").write_bytes(hub_cert.certificate_pem)
@@ -384,6 +410,37 @@ class Fleet:
         ]
         self.parent_kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(objects))
 
+    def _grant_parent_admin(self, child: Cluster) -> None:
+        """
+        The child decides what the parent's users may do there: the agent
+        impersonates them (never as system:masters), so the demo's child admin
+        binds the parent's admin user to cluster-admin.
+        """
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "clusternet-demo:parent-admin"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "cluster-admin",
+            },
+            "subjects": [
+                {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "User",
+                    "name": PARENT_ADMIN,
+                }
+            ],
+        }
+        self.run_kubectl(
+            child.kubeconfig, "apply", "-f", "-", stdin=json.dumps(binding)
+        )
+        self.say(
+            f"  {child.name}: bound the parent's user {PARENT_ADMIN!r} to "
+            "cluster-admin (requests from the parent are impersonated in the child)"
+        )
+
     def _start_hub(self) -> None:
         assert self.parent is not None
         self._hub_argv = [
@@ -417,6 +474,18 @@ class Fleet:
             60,
             self.hub,
         )
+        self._wait(
+            "the hub's group in the parent's discovery",
+            lambda: (
+                '"proxies.clusternet.io"'
+                in self.parent_kubectl("get", "--raw", "/apis")
+            ),
+            60,
+            self.hub,
+        )
+        # kubectl caches discovery for minutes: forget what it saw before the
+        # hub's group joined the parent.
+        shutil.rmtree(self.data_dir / ".kube" / "cache", ignore_errors=True)
 
     def _start_agent(self, child: Cluster) -> None:
         assert self.parent is not None
@@ -548,7 +617,10 @@ class Fleet:
         self.processes.clear()
 
 
-def _answers(cluster: Cluster) -> bool:
+def _admin_get(cluster: Cluster, path: str, accept: str = "application/json") -> bytes:
+    """
+    GET C{path} from a sandbox as its admin (client certificate).
+    """
     import ssl
     import urllib.request
 
@@ -557,10 +629,36 @@ def _answers(cluster: Cluster) -> bool:
         config["clusters"][0]["cluster"]["certificate-authority-data"]
     )
     context = ssl.create_default_context(cadata=ca.decode())
+    if (cluster.data_dir / "admin.crt").exists():
+        context.load_cert_chain(
+            cluster.data_dir / "admin.crt", cluster.data_dir / "admin.key"
+        )
+    request = urllib.request.Request(  # noqa: S310 - an https URL we wrote
+        f"{cluster.url}{path}", headers={"Accept": accept}
+    )
     with urllib.request.urlopen(  # noqa: S310 - an https URL we wrote
-        f"{cluster.url}/readyz", context=context, timeout=2
+        request, context=context, timeout=5
     ) as response:
-        return bool(response.status == 200)
+        return bytes(response.read())
+
+
+def _answers(cluster: Cluster) -> bool:
+    return _admin_get(cluster, "/readyz") == b"ok"
+
+
+def _aggregated_groups(cluster: Cluster | None) -> set[str]:
+    """
+    The groups in the aggregated discovery document, which kubectl reads.
+    """
+    assert cluster is not None
+    # Exactly what kubectl v1.32 asks for.
+    accept = (
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
+        "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,"
+        "application/json"
+    )
+    document = json.loads(_admin_get(cluster, "/apis", accept))
+    return {item["metadata"]["name"] for item in document.get("items", [])}
 
 
 MARKER = ".clusternet-demo"
@@ -601,7 +699,7 @@ def run_demo(args: Any) -> int:
         parent = fleet.parent.kubeconfig
         for command in (("get", "clsrr"), ("get", "mcls", "-A"), ("get", "sockets")):
             fleet.say(f"$ kubectl --kubeconfig {parent} {' '.join(command)}")
-            fleet.say(fleet.parent_kubectl(*command).rstrip() + "\n")
+            fleet.say(fleet.eventually_kubectl(parent, *command).rstrip() + "\n")
         child_configs = []
         for child in fleet.child_clusters:
             config = fleet.child_kubeconfig(child)
@@ -611,7 +709,7 @@ def run_demo(args: Any) -> int:
                 f"(clusternet kubeconfig {child.name}):"
             )
             fleet.say(f"$ kubectl --kubeconfig {config} get ns")
-            fleet.say(fleet.run_kubectl(config, "get", "ns").rstrip() + "\n")
+            fleet.say(fleet.eventually_kubectl(config, "get", "ns").rstrip() + "\n")
         fleet.say("Try next:")
         fleet.say(f"  export KUBECONFIG={parent}")
         fleet.say(

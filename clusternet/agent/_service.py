@@ -18,10 +18,11 @@ from urllib.parse import urlsplit
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
 from twisted.internet.endpoints import HostnameEndpoint, serverFromString, wrapClientTLS
 from twisted.internet.interfaces import IProtocol, IStreamClientEndpoint
 from twisted.internet.ssl import Certificate, CertificateOptions, optionsForClientTLS
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.server import Site
 
@@ -51,6 +52,7 @@ from clusternet.kube import (
     Forbidden,
     KubeClient,
     KubeConfigError,
+    KubeError,
     LeaderElector,
     connection_info,
     load_api_client,
@@ -162,7 +164,6 @@ class AgentWork(Service):
     async def _run(self) -> None:
         options = self._options
         namespace = options["cluster-reg-namespace"]
-        await self._ensure_namespace(namespace)
         parent_url, token = (
             options["cluster-reg-parent-url"],
             options["cluster-reg-token"],
@@ -276,17 +277,6 @@ class AgentWork(Service):
             headers={"Authorization": f"Bearer {credentials.token}"},
         )
 
-    async def _ensure_namespace(self, namespace: str) -> None:
-        body = {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": namespace},
-        }
-        try:
-            await self._child.create(NAMESPACES, body)
-        except (AlreadyExists, Forbidden):
-            pass
-
     def stopService(self) -> Deferred[Any]:
         super().stopService()
         if self._task is not None and not self._task.called:
@@ -305,6 +295,70 @@ async def _stop(service: MultiService) -> None:
 
 def _identity() -> str:
     return f"{socket.gethostname()}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+
+
+class _NamespaceThenElection(Service):
+    """
+    Make sure the agent's namespace exists (the Lease and secrets live there),
+    then start the leader election.  Creating it is best effort: in a cluster the
+    deploy manifests make it and the agent may lack the right to.
+    """
+
+    _log = Logger()
+
+    def __init__(
+        self, clock: Any, child: KubeClient, namespace: str, then: Service
+    ) -> None:
+        self._clock = clock
+        self._child = child
+        self._namespace = namespace
+        self._then = then
+        self._task: Deferred[None] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._task = ensureDeferred(self._run())
+        self._task.addErrback(lambda f: None if f.check(CancelledError) else f)
+
+    async def _run(self) -> None:
+        body = {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": self._namespace},
+        }
+        delay = 0.5
+        while self.running:
+            try:
+                await self._child.create(NAMESPACES, body)
+            except (AlreadyExists, Forbidden):
+                break
+            except KubeError as e:
+                self._log.warn(
+                    "Cannot ensure namespace {ns} in the child ({error}); "
+                    "retrying in {delay}s",
+                    ns=self._namespace,
+                    error=str(e),
+                    delay=delay,
+                )
+                await deferLater(self._clock, delay, lambda: None)
+                delay = min(delay * 2, 30.0)
+                continue
+            else:
+                self._log.info(
+                    "Created namespace {ns} in the child", ns=self._namespace
+                )
+                break
+        if self.running:
+            self._then.startService()
+
+    def stopService(self) -> Deferred[Any] | None:
+        super().stopService()
+        if self._task is not None and not self._task.called:
+            self._task.cancel()
+        if self._then.running:
+            result: Deferred[Any] | None = self._then.stopService()
+            return result
+        return None
 
 
 class _Leadership(Service):
@@ -334,6 +388,19 @@ class _Leadership(Service):
     def stopService(self) -> Deferred[Any] | None:
         super().stopService()
         return self.stopped_leading()
+
+
+class _StartLeading(Service):
+    """
+    Without leader election, this replica leads as soon as it starts.
+    """
+
+    def __init__(self, leadership: _Leadership) -> None:
+        self._leadership = leadership
+
+    def startService(self) -> None:
+        super().startService()
+        self._leadership.started_leading()
 
 
 def make_agent_service(
@@ -397,9 +464,12 @@ def make_agent_service(
             renew_deadline=options["renew-deadline"],
             retry_period=options["retry-period"],
         )
-        elector.setServiceParent(top)
+        first: Service = elector
     else:
-        reactor.callWhenRunning(leadership.started_leading)
+        first = _StartLeading(leadership)
+    _NamespaceThenElection(
+        reactor, child, options["cluster-reg-namespace"], first
+    ).setServiceParent(top)
     if options["metrics-listen"]:
         root = StatusRoot()
         add_probes(

@@ -68,7 +68,13 @@ def serving_pair(options: Any) -> pki.KeyPair:
     return pki.issue_certificate(
         None,
         "clusternet-hub",
-        hosts=["localhost", "127.0.0.1", "::1", "clusternet-hub"],
+        hosts=[
+            "localhost",
+            "127.0.0.1",
+            "::1",
+            "clusternet-hub",
+            "clusternet-hub.clusternet-system.svc",
+        ],
         server=True,
     )
 
