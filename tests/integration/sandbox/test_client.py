@@ -1,4 +1,3 @@
-
 """
 The official kubernetes Python client against a running sandbox.
 """
