@@ -657,19 +657,27 @@ class SandboxAPI(Resource):
             raise bad_request(
                 f"the object provided is unrecognized (must be of type {rtype.kind}): couldn't get version/kind; json parse error: expected an object"
             )
-        if kind_check and rtype.handler is None:
+        if kind_check and (rtype.handler is None or target is not None):
+            # A subresource served by code (serviceaccounts/<name>/token) takes
+            # its own kind (TokenRequest), not the parent resource's.
+            want_group, want_version, want_kind = target or (
+                rtype.group,
+                rtype.version,
+                rtype.kind,
+            )
+            want_gv = f"{want_group}/{want_version}" if want_group else want_version
             kind = body.get("kind")
-            if kind not in (None, "", rtype.kind):
+            if kind not in (None, "", want_kind):
                 raise bad_request(
-                    f"the object provided is unrecognized (must be of type {rtype.kind}): "
+                    f"the object provided is unrecognized (must be of type {want_kind}): "
                     f'no kind "{kind}" is registered for version "{body.get("apiVersion", "")}" '
                 )
             api_version = body.get("apiVersion")
-            if api_version not in (None, "", rtype.group_version):
+            if api_version not in (None, "", want_gv):
                 group = api_version.rpartition("/")[0] if "/" in api_version else ""
-                if group != rtype.group:
+                if group != want_group:
                     raise bad_request(
-                        f"the API version in the data ({api_version}) does not match the expected API version ({rtype.group_version})"
+                        f"the API version in the data ({api_version}) does not match the expected API version ({want_gv})"
                     )
         return body
 

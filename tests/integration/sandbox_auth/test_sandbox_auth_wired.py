@@ -7,6 +7,7 @@ official Python client, kubectl and plain HTTPS.
 from __future__ import annotations
 
 import datetime
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -386,3 +387,97 @@ def test_impersonation_needs_the_impersonate_verb(sandbox: Sandbox, admin: Any) 
         "username": "alice",
         "groups": ["system:authenticated"],
     }
+
+
+def _needs_kubectl() -> None:
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed")
+
+
+def test_kubectl_create_token_gives_a_token_the_server_accepts(
+    sandbox: Sandbox,
+) -> None:
+    """
+    kubectl sends the TokenRequest as protobuf to serviceaccounts/<name>/token.
+    """
+    _needs_kubectl()
+    sandbox.kubectl("create", "namespace", "tokens")
+    sandbox.kubectl("create", "serviceaccount", "r3", "-n", "tokens")
+    token = sandbox.kubectl(
+        "create", "token", "r3", "-n", "tokens", "--duration=10m"
+    ).stdout.strip()
+    review = client.AuthenticationV1Api(
+        sandbox.token_client(token)
+    ).create_self_subject_review({"apiVersion": "authentication.k8s.io/v1"})
+    assert review.status.user_info.username == "system:serviceaccount:tokens:r3"
+    printed = sandbox.kubectl(
+        "create", "token", "r3", "-n", "tokens", "--audience=api", "-o", "json"
+    ).stdout
+    answer = json.loads(printed)
+    assert (answer["kind"], answer["spec"]["audiences"]) == ("TokenRequest", ["api"])
+
+
+def test_python_client_token_request_with_kind_and_api_version(admin: Any) -> None:
+    core = client.CoreV1Api(admin)
+    core.create_namespace({"metadata": {"name": "tokens-py"}})
+    core.create_namespaced_service_account("tokens-py", {"metadata": {"name": "r4"}})
+    request = client.AuthenticationV1TokenRequest(
+        api_version="authentication.k8s.io/v1",
+        kind="TokenRequest",
+        spec=client.V1TokenRequestSpec(audiences=["x"], expiration_seconds=600),
+    )
+    answer = core.create_namespaced_service_account_token("r4", "tokens-py", request)
+    assert (answer.kind, answer.spec.audiences) == ("TokenRequest", ["x"])
+    assert answer.status.token.count(".") == 2
+    with pytest.raises(ApiException) as wrong:
+        core.create_namespaced_service_account_token(
+            "r4", "tokens-py", {"apiVersion": "v1", "kind": "ServiceAccount"}
+        )
+    assert wrong.value.status == 400
+    assert "must be of type TokenRequest" in json.loads(wrong.value.body)["message"]
+
+
+def test_kubectl_auth_can_i_as_another_user_answers_for_that_user(
+    sandbox: Sandbox,
+) -> None:
+    _needs_kubectl()
+
+    def can_i(*args: str) -> tuple[int, str]:
+        result = sandbox.kubectl("auth", "can-i", *args, check=False)
+        return result.returncode, result.stdout.strip()
+
+    assert can_i("get", "configmaps", "-n", "default") == (0, "yes")
+    assert can_i("get", "configmaps", "-n", "default", "--as=dora") == (1, "no")
+    assert can_i("*", "*", "--as=dora") == (1, "no")
+    sandbox.kubectl(
+        "create", "role", "cm-reader", "-n", "default",
+        "--verb=get", "--verb=list", "--resource=configmaps",
+    )  # fmt: skip
+    sandbox.kubectl(
+        "create", "rolebinding", "dora-reads", "-n", "default",
+        "--role=cm-reader", "--user=dora",
+    )  # fmt: skip
+    assert can_i("get", "configmaps", "-n", "default", "--as=dora") == (0, "yes")
+    assert can_i("delete", "configmaps", "-n", "default", "--as=dora") == (1, "no")
+    assert can_i("get", "configmaps", "-n", "kube-system", "--as=dora") == (1, "no")
+    assert can_i(
+        "delete", "secrets", "-n", "kube-system", "--as=dora",
+        "--as-group=system:masters",
+    ) == (0, "yes")  # fmt: skip
+    listed = sandbox.kubectl("auth", "can-i", "--list", "-n", "default", "--as=dora")
+    rows = [line.split() for line in listed.stdout.splitlines()]
+    assert ["configmaps", "[]", "[]", "[get", "list]"] in rows
+    assert not any(row[0] == "*.*" for row in rows)
+
+
+def test_kubectl_auth_whoami_as_another_user(sandbox: Sandbox) -> None:
+    _needs_kubectl()
+    shown = sandbox.kubectl(
+        "auth", "whoami", "--as=dora", "--as-group=devs", "-o", "json"
+    ).stdout
+    assert json.loads(shown)["status"]["userInfo"] == {
+        "username": "dora",
+        "groups": ["devs", "system:authenticated"],
+    }
+    own = json.loads(sandbox.kubectl("auth", "whoami", "-o", "json").stdout)
+    assert own["status"]["userInfo"]["username"] == "kubernetes-admin"

@@ -1,4 +1,3 @@
-
 """
 The HTTP API in memory (StubTreq), compared with what a real kube-apiserver
 answered (../shared/kube-wire).
@@ -6,11 +5,13 @@ answered (../shared/kube-wire).
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from treq.testing import StubTreq
@@ -415,3 +416,82 @@ def test_request_attributes_reach_the_authorizer(h: Harness) -> None:
         ("deletecollection", "", "configmaps", "", "ns", "", True),
         ("get", "", "", "", "", "", False),
     ]
+
+
+# kubectl v1.32 "create token default -n default --duration=1h --audience=api"
+# (the protobuf body of tests/unit/sandbox/test_protobuf_kubectl.py).
+KUBECTL_TOKEN_REQUEST = base64.b64decode(
+    "azhzAAooChhhdXRoZW50aWNhdGlvbi5rOHMuaW8vdjESDFRva2VuUmVxdWVzdBIiChAKABIAGgAi"
+    "ACoAMgA4AEIAEggKA2FwaSCQHBoECgASABoAIgA="
+)
+
+
+def _serve_token_subresource(h: Harness) -> list[Any]:
+    """
+    Serve C{serviceaccounts/<name>/token} the way the sandbox wiring does (a
+    code handler answering TokenRequest) and return the bodies it receives.
+    """
+    seen: list[Any] = []
+    accounts = h.registry.lookup("", "v1", "serviceaccounts")
+    assert accounts is not None
+    extra = ("token", "authentication.k8s.io", "v1", "TokenRequest", ("create",))
+    h.registry.add(
+        attrs.evolve(accounts, subresource_kinds=(*accounts.subresource_kinds, extra))
+    )
+
+    def handler(user: UserInfo, namespace: str, name: str, body: Any) -> Any:
+        seen.append(body)
+        return {**body, "status": {"token": "t", "expirationTimestamp": None}}
+
+    h.api.sub_handlers[("", "serviceaccounts", "token")] = handler
+    return seen
+
+
+def test_token_subresource_takes_a_token_request_not_a_service_account(
+    h: Harness,
+) -> None:
+    seen = _serve_token_subresource(h)
+    request = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenRequest",
+        "spec": {"expirationSeconds": 3600},
+    }
+    code, body, _ = h.request(
+        "POST", "/api/v1/namespaces/ns/serviceaccounts/default/token", request
+    )
+    assert (code, body["kind"], seen) == (201, "TokenRequest", [request])
+    code, body, _ = h.request(
+        "POST",
+        "/api/v1/namespaces/ns/serviceaccounts/default/token",
+        KUBECTL_TOKEN_REQUEST,
+        content_type="application/vnd.kubernetes.protobuf",
+    )
+    assert code == 201, body
+    assert seen[-1]["kind"] == "TokenRequest"
+    assert seen[-1]["spec"]["audiences"] == ["api"]
+
+
+def test_token_subresource_refuses_other_kinds_naming_token_request(
+    h: Harness,
+) -> None:
+    seen = _serve_token_subresource(h)
+    code, body, _ = h.request(
+        "POST",
+        "/api/v1/namespaces/ns/serviceaccounts/default/token",
+        {"apiVersion": "v1", "kind": "ServiceAccount"},
+    )
+    assert (code, seen) == (400, [])
+    assert body["message"].startswith(
+        "the object provided is unrecognized (must be of type TokenRequest): "
+        'no kind "ServiceAccount" is registered'
+    )
+    code, body, _ = h.request(
+        "POST",
+        "/api/v1/namespaces/ns/serviceaccounts/default/token",
+        {"apiVersion": "v1", "kind": "TokenRequest"},
+    )
+    assert (code, seen) == (400, [])
+    assert body["message"] == (
+        "the API version in the data (v1) does not match the expected API "
+        "version (authentication.k8s.io/v1)"
+    )
