@@ -516,6 +516,12 @@ class SandboxAPI(Resource):
             info.subresource and self._sub_handler(rtype, info.subresource)
         ):
             return self._handled(request, method, rtype, info, namespace, user)
+        if (
+            rtype.group == ""
+            and rtype.plural == "pods"
+            and info.subresource in POD_CONNECT_SUBRESOURCES
+        ):
+            return self._pod_connect(request, method, rtype, namespace, info, query)
         if info.subresource and info.subresource not in rtype.subresources:
             return self._status(request, status_object(404, NOT_FOUND))
         verb = info.verb
@@ -551,6 +557,44 @@ class SandboxAPI(Resource):
         if verb == "deletecollection":
             return self._delete_collection(request, rtype, namespace, query)
         return self._method_not_allowed(request)
+
+    def _pod_connect(
+        self,
+        request: Request,
+        method: str,
+        rtype: ResourceType,
+        namespace: str | None,
+        info: RequestInfo,
+        query: dict[str, str],
+    ) -> bytes:
+        """
+        C{pods/log}, C{exec}, C{attach}, C{portforward}: the real server reaches
+        the pod's kubelet; the sandbox runs none.  Answered as the real server
+        answers a pod that no node runs (an empty log; 400 "does not have a
+        host assigned"), and with a 503 naming the missing kubelet for a pod
+        that names a node.
+        """
+        allowed = ("GET",) if info.subresource == "log" else ("GET", "POST")
+        if method not in allowed:
+            return self._method_not_allowed(request)
+        pod = self.store.peek(rtype.key, namespace, info.name)
+        if pod is None:
+            raise _not_found(rtype, info.name)
+        check_pod_container(pod, info.subresource, query.get("container", ""))
+        node = str((pod.get("spec") or {}).get("nodeName") or "")
+        if not node:
+            if info.subresource == "log":
+                request.setResponseCode(200)
+                request.setHeader(b"content-type", b"text/plain")
+                request.setHeader(b"cache-control", b"no-cache, private")
+                return b""
+            raise bad_request(f"pod {info.name} does not have a host assigned")
+        raise ApiError(
+            503,
+            "ServiceUnavailable",
+            f"pods/{info.subresource} is not served by the sandbox: pod "
+            f"{info.name} is on node {node!r} and the sandbox runs no kubelet",
+        )
 
     def _method_not_allowed(self, request: Request) -> bytes:
         body = status_object(
@@ -1550,6 +1594,52 @@ def _partial(obj: JSONObject) -> JSONObject:
 
 def _without_type(obj: JSONObject) -> JSONObject:
     return {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
+
+
+POD_CONNECT_SUBRESOURCES = frozenset({"log", "exec", "attach", "portforward"})
+
+
+def _container_names(spec: JSONObject, field: str) -> list[str]:
+    containers = spec.get(field)
+    if not isinstance(containers, list):
+        return []
+    return [str(c.get("name", "")) for c in containers if isinstance(c, dict)]
+
+
+def check_pod_container(pod: JSONObject, subresource: str, container: str) -> None:
+    """
+    Refuse, with the real server's 400 messages, a C{container} the pod lacks,
+    or none where the pod has several (k8s.io/kubernetes pkg/registry/core/pod
+    C{validateContainer} for logs, C{streamLocation} for exec and attach).
+    """
+    if subresource == "portforward":
+        return
+    name = str((pod.get("metadata") or {}).get("name", ""))
+    spec = pod.get("spec")
+    spec = spec if isinstance(spec, dict) else {}
+    containers = _container_names(spec, "containers")
+    init = _container_names(spec, "initContainers")
+    ephemeral = _container_names(spec, "ephemeralContainers")
+    if container:
+        if container not in (*containers, *init, *ephemeral):
+            raise bad_request(f"container {container} is not valid for pod {name}")
+        return
+    if len(containers) == 1:
+        return
+    if not containers:
+        raise bad_request(f"a container name must be specified for pod {name}")
+    if subresource == "log":
+        every = " ".join([*init, *containers, *ephemeral])
+        raise bad_request(
+            f"a container name must be specified for pod {name}, choose one of: [{every}]"
+        )
+    message = (
+        f"a container name must be specified for pod {name}, "
+        f"choose one of: [{' '.join(containers)}]"
+    )
+    if init:
+        message += f" or one of the init containers: [{' '.join(init)}]"
+    raise bad_request(message)
 
 
 def _not_found(rtype: ResourceType, name: str) -> ApiError:

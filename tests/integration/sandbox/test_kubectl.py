@@ -6,6 +6,8 @@ The real kubectl against a running sandbox.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import textwrap
 
 import pytest
@@ -232,3 +234,56 @@ def test_invalid_custom_resource_is_refused_with_422(
     out = sandbox.kubectl("apply", "-f", "-", input=bad, check=False)
     assert out.returncode != 0
     assert "spec.size in body should be greater than or equal to 1" in out.stderr
+
+
+def test_everyday_edits_label_annotate_edit_describe(sandbox: Sandbox) -> None:
+    sandbox.kubectl("create", "namespace", "everyday")
+    sandbox.kubectl("create", "configmap", "c1", "-n", "everyday", "--from-literal=a=1")
+    sandbox.kubectl("create", "secret", "generic", "s1", "-n", "everyday",
+                    "--from-literal=k=secret")  # fmt: skip
+    sandbox.kubectl("label", "cm", "c1", "-n", "everyday", "tier=web")
+    sandbox.kubectl("annotate", "cm", "c1", "-n", "everyday", "note=hi")
+    assert KUBECTL is not None
+    subprocess.run(
+        [KUBECTL, "edit", "cm", "c1", "-n", "everyday"],
+        env=dict(
+            os.environ,
+            KUBECONFIG=str(sandbox.kubeconfig),
+            HOME=str(sandbox.data_dir),
+            KUBE_EDITOR="sed -i s/note:\\ hi/note:\\ edited/",
+        ),
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    got = json.loads(sandbox.kubectl("get", "cm", "c1", "-n", "everyday",
+                                     "-o", "json").stdout)  # fmt: skip
+    assert got["metadata"]["labels"] == {"tier": "web"}
+    assert got["metadata"]["annotations"] == {"note": "edited"}
+    described = sandbox.kubectl("describe", "secret", "s1", "-n", "everyday").stdout
+    assert "k:  6 bytes" in described and "secret\n" not in described
+    assert (
+        "Events:  <none>"
+        in sandbox.kubectl("describe", "cm", "c1", "-n", "everyday").stdout
+    )
+    sandbox.kubectl("delete", "cm", "c1", "-n", "everyday")
+
+
+def test_logs_exec_attach_of_a_pod_no_node_runs(sandbox: Sandbox) -> None:
+    """
+    As on a real cluster for a pod that no node runs: an empty log, and
+    400 "does not have a host assigned" for exec and attach.
+    """
+    sandbox.kubectl("create", "namespace", "pods")
+    sandbox.kubectl("run", "p1", "-n", "pods", "--image=nginx")
+    logs = sandbox.kubectl("logs", "p1", "-n", "pods")
+    assert logs.stdout == ""
+    for command in (("exec", "p1", "--", "ls"), ("attach", "p1")):
+        result = sandbox.kubectl("-n", "pods", *command, check=False, timeout=30)
+        assert result.returncode != 0
+        assert (
+            "Error from server (BadRequest): pod p1 does not have a host assigned"
+            in result.stderr
+        ), result.stderr
+    wrong = sandbox.kubectl("logs", "p1", "-n", "pods", "-c", "nope", check=False)
+    assert "container nope is not valid for pod p1" in wrong.stderr

@@ -495,3 +495,70 @@ def test_token_subresource_refuses_other_kinds_naming_token_request(
         "the API version in the data (v1) does not match the expected API "
         "version (authentication.k8s.io/v1)"
     )
+
+
+def _pod(h: Harness, name: str, spec: dict[str, Any]) -> None:
+    code, body, _ = h.request(
+        "POST",
+        "/api/v1/namespaces/ns/pods",
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec},
+    )
+    assert code == 201, body
+
+
+def test_pod_log_of_an_unscheduled_pod_is_empty_like_the_real_server(
+    h: Harness,
+) -> None:
+    _pod(h, "p1", {"containers": [{"name": "c", "image": "x"}]})
+    code, body, headers = h.request("GET", "/api/v1/namespaces/ns/pods/p1/log")
+    assert (code, body) == (200, b"")
+    assert headers.getRawHeaders("content-type") == ["text/plain"]
+    code, body, _ = h.request("GET", "/api/v1/namespaces/ns/pods/nope/log")
+    assert (code, body["message"]) == (404, 'pods "nope" not found')
+    code, body, _ = h.request("POST", "/api/v1/namespaces/ns/pods/p1/log", {})
+    assert code == 405
+
+
+def test_pod_exec_attach_portforward_without_a_node_are_400(h: Harness) -> None:
+    _pod(h, "p1", {"containers": [{"name": "c", "image": "x"}]})
+    for sub in ("exec?command=ls", "attach?stdout=true", "portforward?ports=80"):
+        for method in ("GET", "POST"):
+            code, body, _ = h.request(
+                method, f"/api/v1/namespaces/ns/pods/p1/{sub}", None
+            )
+            assert (code, body["reason"], body["message"]) == (
+                400,
+                "BadRequest",
+                "pod p1 does not have a host assigned",
+            ), sub
+
+
+def test_pod_connect_checks_the_container_with_the_real_messages(
+    h: Harness,
+) -> None:
+    _pod(
+        h,
+        "p2",
+        {
+            "initContainers": [{"name": "i", "image": "x"}],
+            "containers": [{"name": "a", "image": "x"}, {"name": "b", "image": "x"}],
+        },
+    )
+    base = "/api/v1/namespaces/ns/pods/p2"
+    answers = {
+        path: h.request("GET", base + path)[1]["message"]
+        for path in ("/log", "/exec?command=ls", "/log?container=z")
+    }
+    assert answers == {
+        "/log": "a container name must be specified for pod p2, choose one of: [i a b]",
+        "/exec?command=ls": "a container name must be specified for pod p2, "
+        "choose one of: [a b] or one of the init containers: [i]",
+        "/log?container=z": "container z is not valid for pod p2",
+    }
+
+
+def test_pod_connect_on_a_node_says_the_sandbox_runs_no_kubelet(h: Harness) -> None:
+    _pod(h, "p3", {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]})
+    code, body, _ = h.request("GET", "/api/v1/namespaces/ns/pods/p3/log?container=c")
+    assert (code, body["kind"], body["reason"]) == (503, "Status", "ServiceUnavailable")
+    assert "runs no kubelet" in body["message"]
