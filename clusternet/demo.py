@@ -19,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -147,13 +147,23 @@ class _Process:
 class Cluster:
     """
     A sandbox API server process and its kubeconfig.
+
+    @ivar prefix: the command prefix its processes and kubectl calls on its
+        own kubeconfig run under (such as C{ip netns exec NAME}), or C{()}.
     """
 
-    def __init__(self, name: str, data_dir: Path, process: _Process | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        data_dir: Path,
+        process: _Process | None,
+        prefix: Sequence[str] = (),
+    ) -> None:
         self.name = name
         self.data_dir = data_dir
         self.process = process
         self.kubeconfig = data_dir / "admin.kubeconfig"
+        self.prefix = tuple(prefix)
 
     @property
     def url(self) -> str:
@@ -167,6 +177,12 @@ class Fleet:
 
     @param data_dir: where every process keeps its state and log.
     @param say: where progress lines go.
+    @param parent_host: the address the parent sandbox listens on (its serving
+        certificate names it); agents reach the parent there.
+    @param child_prefix: the command prefix for the processes of the child of a
+        given name (its sandbox, its agent) and for kubectl calls on its own
+        kubeconfig, for example C{ip netns exec NS} to run a child in a network
+        namespace; by default none.
     """
 
     def __init__(
@@ -179,6 +195,8 @@ class Fleet:
         parent_kubeconfig: Path | None = None,
         child_kubeconfigs: list[Path] | None = None,
         hub_host: str = "localhost",
+        parent_host: str = "127.0.0.1",
+        child_prefix: Callable[[str], Sequence[str]] | None = None,
     ) -> None:
         if children < 1:
             raise DemoError("--children must be at least 1")
@@ -190,6 +208,8 @@ class Fleet:
         self._parent_kubeconfig = parent_kubeconfig
         self._child_kubeconfigs = child_kubeconfigs or []
         self.hub_host = hub_host
+        self.parent_host = parent_host
+        self._child_prefix = child_prefix or (lambda name: ())
         self._hub_argv: list[str] = []
         self._agent_argv: dict[str, list[str]] = {}
         self.processes: list[_Process] = []
@@ -216,13 +236,16 @@ class Fleet:
         self.processes.append(process)
         return process
 
-    def _start_sandbox(self, name: str, extra: Iterable[str] = ()) -> Cluster:
+    def _start_sandbox(
+        self, name: str, extra: Iterable[str] = (), prefix: Sequence[str] = ()
+    ) -> Cluster:
         data = self.data_dir / name
         data.mkdir(parents=True, exist_ok=True)
         (data / "admin.kubeconfig").unlink(missing_ok=True)
         process = self._start(
             name,
             [
+                *prefix,
                 self._python,
                 "-m",
                 "clusternet.sandbox",
@@ -236,13 +259,17 @@ class Fleet:
                 *extra,
             ],
         )
-        cluster = Cluster(name, data, process)
-        self._wait(
-            f"{name} API server",
-            lambda: cluster.kubeconfig.exists() and _answers(cluster),
-            30,
-            process,
-        )
+        cluster = Cluster(name, data, process, prefix)
+
+        def answers() -> bool:
+            if not cluster.kubeconfig.exists():
+                return False
+            if not cluster.prefix:
+                return _answers(cluster)
+            # Where only its own prefix reaches it, ask from there.
+            return self.cluster_kubectl(cluster, "get", "--raw", "/readyz") == "ok"
+
+        self._wait(f"{name} API server", answers, 30, process)
         return cluster
 
     def _wait(
@@ -270,14 +297,19 @@ class Fleet:
     # -- kubectl ----------------------------------------------------------------
 
     def run_kubectl(
-        self, kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True
+        self,
+        kubeconfig: Path,
+        *args: str,
+        stdin: str | None = None,
+        check: bool = True,
+        prefix: Sequence[str] = (),
     ) -> str:
         if self.kubectl is None:
             raise DemoError(
                 "kubectl is not installed: the demo shows the fleet through kubectl"
             )
         result = subprocess.run(
-            [self.kubectl, "--kubeconfig", str(kubeconfig), *args],
+            [*prefix, self.kubectl, "--kubeconfig", str(kubeconfig), *args],
             input=stdin,
             capture_output=True,
             text=True,
@@ -287,6 +319,16 @@ class Fleet:
         if check and result.returncode != 0:
             raise DemoError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout + (result.stderr if result.returncode else "")
+
+    def cluster_kubectl(
+        self, cluster: Cluster, *args: str, stdin: str | None = None, check: bool = True
+    ) -> str:
+        """
+        Run kubectl on C{cluster}'s own kubeconfig, from where it is reachable.
+        """
+        return self.run_kubectl(
+            cluster.kubeconfig, *args, stdin=stdin, check=check, prefix=cluster.prefix
+        )
 
     def eventually_kubectl(
         self, kubeconfig: Path, *args: str, timeout: float = 30.0
@@ -317,20 +359,24 @@ class Fleet:
         self.say(
             f"Starting the parent API server (sandbox) in {self.data_dir / 'parent'}"
         )
-        self.parent = self._start_sandbox("parent", ["--anonymous-auth"])
+        parent_flags = ["--anonymous-auth"]
+        if self.parent_host != "127.0.0.1":
+            parent_flags += ["--host", self.parent_host]
+        self.parent = self._start_sandbox("parent", parent_flags)
         self.say(f"  parent serving at {self.parent.url}")
         self._set_up_parent()
         self.say("Starting twist clusternet-hub")
         self._start_hub()
         for index in range(1, self.children + 1):
             name = f"child-{index}"
+            prefix = tuple(self._child_prefix(name))
             if index <= len(self._child_kubeconfigs):
                 self.say(f"Starting twist clusternet-agent for {name}")
-                child = Cluster(name, self.data_dir, None)
+                child = Cluster(name, self.data_dir, None, prefix)
                 child.kubeconfig = self._child_kubeconfigs[index - 1]
             else:
                 self.say(f"Starting {name} (sandbox) and twist clusternet-agent")
-                child = self._start_sandbox(name)
+                child = self._start_sandbox(name, prefix=prefix)
                 self._grant_parent_admin(child)
             self.child_clusters.append(child)
             self._start_agent(child)
@@ -433,9 +479,7 @@ class Fleet:
                 }
             ],
         }
-        self.run_kubectl(
-            child.kubeconfig, "apply", "-f", "-", stdin=json.dumps(binding)
-        )
+        self.cluster_kubectl(child, "apply", "-f", "-", stdin=json.dumps(binding))
         self.say(
             f"  {child.name}: bound the parent's user {PARENT_ADMIN!r} to "
             "cluster-admin (requests from the parent are impersonated in the child)"
@@ -490,6 +534,7 @@ class Fleet:
     def _start_agent(self, child: Cluster) -> None:
         assert self.parent is not None
         self._agent_argv[child.name] = [
+            *child.prefix,
             *self._twist,
             "--log-format=text",
             "clusternet-agent",

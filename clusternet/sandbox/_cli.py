@@ -6,12 +6,43 @@ C{clusternet sandbox apiserver}: run a sandbox API server in the foreground.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from clusternet.cli import Command, CommandError, register
 
 __all__: list[str] = []
+
+
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})  # noqa: S104 - names, not a bind
+_DNS_NAME = re.compile(
+    r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
+)
+
+
+def serving_names(host: str, tls_sans: Iterable[str]) -> tuple[str, ...]:
+    """
+    The extra names of the serving certificate: the listening C{host} (unless it
+    is a wildcard address) and every C{--tls-san}, in order, without repeats.
+
+    @raise ValueError: a name is empty or not a plausible DNS name or address.
+    """
+    names: list[str] = [] if host in _WILDCARDS else [host]
+    names.extend(tls_sans)
+    for name in names:
+        try:
+            ipaddress.ip_address(name)
+        except ValueError:
+            if not _DNS_NAME.fullmatch(name):
+                raise ValueError(
+                    "--host and --tls-san must be DNS names or IP addresses, "
+                    f"not {name!r}"
+                ) from None
+    return tuple(dict.fromkeys(names))
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +59,16 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         help="TCP port on 127.0.0.1; 0 picks a free one (default 0)",
     )
     apiserver.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)"
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1); the serving certificate names it too, unless it is 0.0.0.0 or ::",
+    )
+    apiserver.add_argument(
+        "--tls-san",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="another DNS name or IP address for the serving certificate (besides 127.0.0.1, ::1, localhost, kubernetes.default.svc, ...); repeatable; an existing certificate in --data-dir that lacks one is issued again",
     )
     apiserver.add_argument(
         "--data-dir",
@@ -90,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     from clusternet.sandbox._aggregator import parse_aggregate_flag
-    from clusternet.sandbox._server import make_sandbox
+    from clusternet.sandbox._server import load_or_create_material, make_sandbox
     from clusternet.sandbox.auth import parse_token_file
 
     aggregate: dict[tuple[str, str], str] = {}
@@ -111,10 +151,17 @@ def _run(args: argparse.Namespace) -> int:
                 f"cannot read --token-auth-file {args.token_auth_file}: {e}", status=2
             ) from None
 
+    try:
+        sans = serving_names(args.host, args.tls_san)
+    except ValueError as e:
+        raise CommandError(str(e), status=2) from None
+
     globalLogBeginner.beginLoggingTo(
         [textFileLogObserver(sys.stderr)], redirectStandardIO=False
     )
     try:
+        # The server loads this material again; made here, it names every host.
+        load_or_create_material(Path(args.data_dir), sans)
         server = make_sandbox(
             reactor,
             Path(args.data_dir),

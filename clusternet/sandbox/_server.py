@@ -6,8 +6,9 @@ directory, the admin kubeconfig, persisted state, HTTPS with client certificates
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +98,51 @@ def _pair(directory: Path, stem: str, make: Callable[[], KeyPair]) -> KeyPair:
     return pair
 
 
+def _subject_alt_names(pair: KeyPair) -> list[str]:
+    """
+    The DNS names and IP addresses (as text) in a certificate's subjectAltName.
+    """
+    try:
+        extension = pair.certificate.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+    except x509.ExtensionNotFound:
+        return []
+    names: list[str] = list(extension.value.get_values_for_type(x509.DNSName))
+    names.extend(
+        str(address) for address in extension.value.get_values_for_type(x509.IPAddress)
+    )
+    return names
+
+
+def _names_covered(pair: KeyPair, hosts: Iterable[str]) -> bool:
+    have = set()
+    for name in _subject_alt_names(pair):
+        try:
+            have.add(str(ipaddress.ip_address(name)))
+        except ValueError:
+            have.add(name.lower())
+    for host in hosts:
+        try:
+            wanted = str(ipaddress.ip_address(host))
+        except ValueError:
+            wanted = host.lower()
+        if wanted not in have:
+            return False
+    return True
+
+
 def load_or_create_material(
-    directory: Path, hosts: tuple[str, ...] = ()
+    directory: Path, hosts: Iterable[str] = ()
 ) -> SandboxMaterial:
     """
     Read the sandbox's PKI from C{directory}, making what is missing: cluster CA,
     front-proxy CA and client, serving certificate for 127.0.0.1/localhost, admin
     client (CN=kubernetes-admin, O=system:masters), service-account signing key.
+
+    @param hosts: more DNS names and IP addresses for the serving certificate;
+        an existing certificate that lacks one of them is issued again (same
+        CA, so clients that trust the sandbox keep trusting it).
     """
     directory.mkdir(parents=True, exist_ok=True)
     ca = _pair(directory, "ca", lambda: make_ca("kubernetes"))
@@ -130,6 +169,13 @@ def load_or_create_material(
         "apiserver",
         lambda: issue_certificate(ca, "kube-apiserver", hosts=names, server=True),
     )
+    if not _names_covered(serving, names):
+        # Asked to serve under a name the certificate lacks (a new --tls-san or
+        # --host): issue it again from the same CA, keeping the names it had.
+        wider = tuple(dict.fromkeys((*_subject_alt_names(serving), *names)))
+        serving = issue_certificate(ca, "kube-apiserver", hosts=wider, server=True)
+        _write(directory / "apiserver.key", serving.key_pem, secret=True)
+        _write(directory / "apiserver.crt", serving.certificate_pem)
     admin = _pair(
         directory,
         "admin",
