@@ -73,6 +73,8 @@ AGGREGATOR_GROUPS = ("system:masters",)
 DISCOVERY_ACCEPT = b"application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
 LOOPBACK_NAMES = {"localhost": "127.0.0.1", "localhost.": "127.0.0.1"}
 STRIP = (b"authorization", b"x-remote-*", b"impersonate-*")
+# Backends whose TLS endpoints are kept (a sandbox has a handful).
+MAX_ENDPOINTS = 64
 
 
 @frozen
@@ -236,6 +238,7 @@ class Aggregator:
         self._loop: LoopingCall | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._pending: Any = None
+        self._endpoints: dict[Backend, IStreamClientEndpoint] = {}
 
     # --- routing ------------------------------------------------------------------
 
@@ -334,6 +337,19 @@ class Aggregator:
         )
 
     def endpoint(self, backend: Backend) -> IStreamClientEndpoint:
+        """
+        The TLS endpoint of C{backend}, built once per backend: making the TLS
+        context (loading the client key, the trust roots) costs more than
+        forwarding a small request.
+        """
+        endpoint = self._endpoints.get(backend)
+        if endpoint is None:
+            if len(self._endpoints) >= MAX_ENDPOINTS:
+                self._endpoints.clear()
+            endpoint = self._endpoints[backend] = self._make_endpoint(backend)
+        return endpoint
+
+    def _make_endpoint(self, backend: Backend) -> IStreamClientEndpoint:
         creator: IOpenSSLClientConnectionCreator
         if backend.insecure:
             creator = _InsecureClientTLS(self._client, backend.server_name)

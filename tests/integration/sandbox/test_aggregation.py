@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -279,3 +279,21 @@ def test_apiservice_with_a_missing_service_is_unavailable(sandbox: Sandbox) -> N
     )
     assert result.returncode != 0
     assert "ServiceUnavailable" in result.stderr or "not found" in result.stderr
+
+
+def test_backend_tls_endpoint_is_built_once_and_reused() -> None:
+    from twisted.internet.testing import MemoryReactorClock
+
+    from clusternet.sandbox._aggregator import Aggregator, Backend
+
+    client = issue_certificate(make_ca("front-proxy-ca"), "front-proxy-client")
+    aggregator = Aggregator(
+        MemoryReactorClock(), cast(Any, None), client, lambda request: cast(Any, None)
+    )
+    ca = make_ca("backend-ca").certificate_pem
+    first = Backend("g", "v1", "127.0.0.1", 8443, "backend.default.svc", ca)
+    other = Backend("g", "v1", "127.0.0.1", 8443, "backend.default.svc", insecure=True)
+    assert aggregator.endpoint(first) is aggregator.endpoint(first)
+    assert aggregator.endpoint(other) is not aggregator.endpoint(first)
+    equal = Backend("g", "v1", "127.0.0.1", 8443, "backend.default.svc", ca)
+    assert aggregator.endpoint(equal) is aggregator.endpoint(first)
