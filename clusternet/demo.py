@@ -197,6 +197,7 @@ class Fleet:
         hub_host: str = "localhost",
         parent_host: str = "127.0.0.1",
         child_prefix: Callable[[str], Sequence[str]] | None = None,
+        agent_args: Sequence[str] = (),
     ) -> None:
         if children < 1:
             raise DemoError("--children must be at least 1")
@@ -210,6 +211,7 @@ class Fleet:
         self.hub_host = hub_host
         self.parent_host = parent_host
         self._child_prefix = child_prefix or (lambda name: ())
+        self._agent_args = tuple(agent_args)
         self._hub_argv: list[str] = []
         self._agent_argv: dict[str, list[str]] = {}
         self.processes: list[_Process] = []
@@ -356,30 +358,55 @@ class Fleet:
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.say(
-            f"Starting the parent API server (sandbox) in {self.data_dir / 'parent'}"
-        )
-        parent_flags = ["--anonymous-auth"]
-        if self.parent_host != "127.0.0.1":
-            parent_flags += ["--host", self.parent_host]
-        self.parent = self._start_sandbox("parent", parent_flags)
+        if self._parent_kubeconfig is not None:
+            self.parent = Cluster("parent", self.data_dir, None)
+            self.parent.kubeconfig = self._parent_kubeconfig
+        else:
+            self.say(
+                "Starting the parent API server (sandbox) in "
+                f"{self.data_dir / 'parent'}"
+            )
+            parent_flags = ["--anonymous-auth"]
+            if self.parent_host != "127.0.0.1":
+                parent_flags += ["--host", self.parent_host]
+            self.parent = self._start_sandbox("parent", parent_flags)
         self.say(f"  parent serving at {self.parent.url}")
         self._set_up_parent()
         self.say("Starting twist clusternet-hub")
         self._start_hub()
         for index in range(1, self.children + 1):
-            name = f"child-{index}"
-            prefix = tuple(self._child_prefix(name))
-            if index <= len(self._child_kubeconfigs):
-                self.say(f"Starting twist clusternet-agent for {name}")
-                child = Cluster(name, self.data_dir, None, prefix)
-                child.kubeconfig = self._child_kubeconfigs[index - 1]
-            else:
-                self.say(f"Starting {name} (sandbox) and twist clusternet-agent")
-                child = self._start_sandbox(name, prefix=prefix)
-                self._grant_parent_admin(child)
-            self.child_clusters.append(child)
-            self._start_agent(child)
+            self._add_child(f"child-{index}", index)
+
+    def _add_child(self, name: str, index: int) -> Cluster:
+        prefix = tuple(self._child_prefix(name))
+        if index <= len(self._child_kubeconfigs):
+            self.say(f"Starting twist clusternet-agent for {name}")
+            child = Cluster(name, self.data_dir, None, prefix)
+            child.kubeconfig = self._child_kubeconfigs[index - 1]
+        else:
+            self.say(f"Starting {name} (sandbox) and twist clusternet-agent")
+            child = self._start_sandbox(name, prefix=prefix)
+            self._grant_parent_admin(child)
+        self.child_clusters.append(child)
+        self._start_agent(child)
+        return child
+
+    def add_child(self, name: str) -> Cluster:
+        """
+        Start one more child (sandbox and agent) in a running fleet.
+        """
+        self.children += 1
+        return self._add_child(name, self.children)
+
+    def start_agent_replica(self, child: Cluster, suffix: str) -> _Process:
+        """
+        Start another agent replica for C{child}: the replicas elect a leader.
+        """
+        replica = self._start(
+            f"agent-{child.name}-{suffix}", self._agent_argv[child.name]
+        )
+        self.agents.append(replica)
+        return replica
 
     def _set_up_parent(self) -> None:
         assert self.parent is not None
@@ -543,7 +570,8 @@ class Fleet:
             f"--cluster-reg-token={BOOTSTRAP_TOKEN}",
             f"--cluster-reg-name={child.name}",
             f"--cluster-status-update-frequency={self.status_frequency}",
-            "--cluster-status-collect-frequency=5s",
+            f"--cluster-status-collect-frequency={self.status_frequency}",
+            *self._agent_args,
         ]
         self.restart_agent(child)
 
@@ -563,6 +591,7 @@ class Fleet:
             process.popen.send_signal(sig)
         code = process.stop()
         self.processes.remove(process)
+        self.agents = [a for a in self.agents if a is not process]
         return code
 
     def wait_ready(self, timeout: float = 90.0, progress: TextIO | None = None) -> None:

@@ -118,8 +118,3 @@ def test_kubeconfig_command_reports_missing_file_in_one_line(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("Error: cannot read kubeconfig /nonexistent/kubeconfig")
-
-
-def test_demo_says_not_yet(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["demo", "--check"]) == 69
-    assert "not available yet" in capsys.readouterr().err
