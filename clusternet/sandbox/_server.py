@@ -271,7 +271,10 @@ class SandboxServer(Service):
         self._requested_port = port
         self.host = host
         self.cluster_name = name
-        self.material = load_or_create_material(self.data_dir)
+        # The serving certificate names the address it listens on (not the
+        # wildcard addresses, which no client dials).
+        extra = () if host in ("0.0.0.0", "::", "") else (host,)  # noqa: S104
+        self.material = load_or_create_material(self.data_dir, extra)
         self.registry = Registry.with_builtins()
         self._state_dir = self.data_dir / "state"
         self._persist = persist
