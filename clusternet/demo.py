@@ -520,13 +520,18 @@ class Fleet:
             "clusternet-hub",
             f"--kubeconfig={self.parent.kubeconfig}",
             f"--secure-port={self.hub_port}",
-            "--bind-address=127.0.0.1",
+            "--bind-address="
+            + (
+                "127.0.0.1"
+                if self.hub_host in ("localhost", "127.0.0.1")
+                else "0.0.0.0"  # noqa: S104 - a hub a remote parent must reach
+            ),
             f"--tls-cert-file={self.data_dir / 'hub.crt'}",
             f"--tls-private-key-file={self.data_dir / 'hub.key'}",
             f"--cluster-lease-grace-period={self.lease_grace}",
-            "--requestheader-client-ca-file="
-            f"{self.parent.data_dir / 'front-proxy-ca.crt'}",
-            "--requestheader-allowed-names=front-proxy-client",
+            # Request-header trust comes from the parent's
+            # kube-system/extension-apiserver-authentication ConfigMap, as from
+            # a real parent.
         ]
         self.restart_hub()
 

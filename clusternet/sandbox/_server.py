@@ -461,6 +461,28 @@ class SandboxServer(Service):
                 },
             },
         )
+        # As the real API server publishes it for aggregated API servers.
+        self.seed(
+            "/configmaps",
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": "extension-apiserver-authentication",
+                    "namespace": "kube-system",
+                },
+                "data": {
+                    "client-ca-file": self.material.ca.certificate_pem.decode(),
+                    "requestheader-client-ca-file": (
+                        self.material.front_proxy_ca.certificate_pem.decode()
+                    ),
+                    "requestheader-allowed-names": '["front-proxy-client"]',
+                    "requestheader-username-headers": '["X-Remote-User"]',
+                    "requestheader-group-headers": '["X-Remote-Group"]',
+                    "requestheader-extra-headers-prefix": '["X-Remote-Extra-"]',
+                },
+            },
+        )
         site = StreamingSite(AggregationRoot(self.api, self.aggregator))
         site.displayTracebacks = False
         site.noisy = False
