@@ -24,6 +24,7 @@ from twisted.internet.ssl import (
     PrivateCertificate,
     optionsForClientTLS,
 )
+from twisted.logger import LogLevel
 from twisted.web.server import Request
 
 from clusternet.agent._identity import (
@@ -161,7 +162,9 @@ class DirectServer:
         self, child: ConnectionInfo, identity: IdentityPolicy
     ) -> Callable[[], IProtocol]:
         site = StreamingSite(
-            ChildProxyResource(self.proxy, child, identity), reactor=self._reactor
+            ChildProxyResource(self.proxy, child, identity),
+            reactor=self._reactor,
+            access_log=LogLevel.debug,
         )
         site.displayTracebacks = False
         site.noisy = False

@@ -5,6 +5,7 @@ a MemoryReactorClock, no sockets and no real time.
 
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
@@ -17,6 +18,7 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
 )
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web.iweb import IBodyProducer
 from twisted.web.resource import Resource
@@ -550,3 +552,56 @@ def test_routes_with_a_pool_key_reuse_idle_connections() -> None:
     assert setup.proxy.pool_label(("cluster-a", "direct")) != setup.proxy.pool_label(
         ("cluster-b", "direct")
     )
+
+
+# ------------------------------------------------------------ access log
+
+
+def _answer_one(site: StreamingSite) -> None:
+    recorder = Recorder()
+    site.resource = recorder
+    protocol, _transport = connect(site)
+    protocol.dataReceived(b"GET /logged?q=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+    request = recorder.requests[0]
+    request.setHeader(b"content-length", b"2")
+    request.write(b"hi")
+    request.finish()
+
+
+def test_access_log_at_info_is_twisted_webs_line() -> None:
+    site = StreamingSite(Resource(), reactor=MemoryReactorClock())
+    written = io.StringIO()
+    site.logFile = written
+    _answer_one(site)
+    assert '"GET /logged?q=1 HTTP/1.1" 200 2' in written.getvalue()
+
+
+def test_access_log_at_debug_is_a_structured_event_not_a_line() -> None:
+    site = StreamingSite(
+        Resource(), reactor=MemoryReactorClock(), access_log=LogLevel.debug
+    )
+    written = io.StringIO()
+    site.logFile = written
+    events: list[dict[str, Any]] = []
+    site._log = Logger(observer=events.append)
+    _answer_one(site)
+    assert written.getvalue() == ""
+    assert len(events) == 1
+    event = events[0]
+    assert event["log_level"] is LogLevel.debug
+    assert (event["method"], event["uri"], event["code"]) == (
+        b"GET",
+        b"/logged?q=1",
+        200,
+    )
+    assert event["length"] == 2 and event["client"] == CLIENT.host
+
+
+def test_access_log_can_be_off() -> None:
+    site = StreamingSite(Resource(), reactor=MemoryReactorClock(), access_log=None)
+    written = io.StringIO()
+    site.logFile = written
+    events: list[dict[str, Any]] = []
+    site._log = Logger(observer=events.append)
+    _answer_one(site)
+    assert written.getvalue() == "" and events == []
