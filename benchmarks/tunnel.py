@@ -193,6 +193,39 @@ class Pinger(Protocol):
         return times
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """
+    User + system CPU time of this process, or of process C{pid} (Linux).
+    """
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """
+    CPU time the hub (this process) and the agent spend, in microseconds per
+    MiB moved: less sensitive to a busy machine than throughput.
+    """
+
+    def __init__(self, agent_pid: int) -> None:
+        self.agent_pid = agent_pid
+        self.hub = cpu_seconds()
+        self.agent = cpu_seconds(agent_pid)
+
+    def per_mib(self, size: int) -> dict[str, float]:
+        mib = size / MiB
+        return {
+            "hub_cpu_us_per_mib": round((cpu_seconds() - self.hub) * 1e6 / mib, 1),
+            "agent_cpu_us_per_mib": round(
+                (cpu_seconds(self.agent_pid) - self.agent) * 1e6 / mib, 1
+            ),
+        }
+
+
 async def bulk(endpoint: Any, size: int) -> float:
     sink = Sink(size)
     await endpoint.connect(Factory.forProtocol(lambda: sink))
@@ -315,26 +348,34 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
     per_stream = (64 if args.full else args.stream_mib) * MiB
     direct_bulk = direct_parallel = None
     direct_echo: tuple[float, float] | None = None
+    direct_cpu: dict[str, float] = {}
     try:
-        for carrier in ("ws", "wss", "tls"):
+        for carrier in args.carriers.split(","):
             hub = Hub(reactor, carrier, None if carrier == "ws" else tls)
             proc, info = await run_agent(reactor, hub, carrier, ca_file.name)
             target = f"127.0.0.1:{info['source_port']}"
             direct = TCP4ClientEndpoint(reactor, "127.0.0.1", info["source_port"])
             through = hub.sessions[0].endpoint_for(target)
-            if direct_bulk is None:
-                direct_bulk = await bulk(direct, size)
-            value = await bulk(through, size)
-            emit(
-                f"bulk_1_stream_{carrier}",
-                value,
-                "MiB/s",
-                direct_bulk,
-                bytes=size,
-                nvx=info["nvx"],
-            )
-            if carrier == "ws":
+            if "bulk" in args.tests:
+                if direct_bulk is None:
+                    meter = CpuMeter(proc.pid)
+                    direct_bulk = await bulk(direct, size)
+                    direct_cpu = meter.per_mib(size)
+                meter = CpuMeter(proc.pid)
+                value = await bulk(through, size)
+                emit(
+                    f"bulk_1_stream_{carrier}",
+                    value,
+                    "MiB/s",
+                    direct_bulk,
+                    bytes=size,
+                    nvx=info["nvx"],
+                    **meter.per_mib(size),
+                    baseline_cpu=direct_cpu,
+                )
+            if carrier == "ws" and "parallel" in args.tests:
                 direct_parallel = await parallel(direct, 64, per_stream)
+                meter = CpuMeter(proc.pid)
                 value = await parallel(through, 64, per_stream)
                 emit(
                     "bulk_64_streams_ws",
@@ -342,7 +383,9 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
                     "MiB/s",
                     direct_parallel,
                     bytes_per_stream=per_stream,
+                    **meter.per_mib(64 * per_stream),
                 )
+            if carrier == "ws" and "echo" in args.tests:
                 direct_echo = await echo(direct, 2000)
                 p50, p99 = await echo(through, 2000)
                 emit("echo_rtt_p50_ws", p50, "us", direct_echo[0])
@@ -352,6 +395,8 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
             await hub.port.stopListening()
             for session in hub.sessions:
                 session.abort("bench over")
+        if "idle" not in args.tests:
+            return
         # Memory per idle session, measured in the hub process.
         hub = Hub(reactor, "ws", None)
         before = rss_kib()
@@ -377,6 +422,14 @@ def main() -> None:
     parser.add_argument("--bulk-mib", type=int, default=256)
     parser.add_argument("--stream-mib", type=int, default=4)
     parser.add_argument("--idle", type=int, default=1000)
+    parser.add_argument(
+        "--carriers", default="ws,wss,tls", help="comma-separated: ws, wss, tls"
+    )
+    parser.add_argument(
+        "--tests",
+        default="bulk,parallel,echo,idle",
+        help="comma-separated: bulk, parallel, echo, idle",
+    )
     parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--hub-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--carrier", default="ws", help=argparse.SUPPRESS)

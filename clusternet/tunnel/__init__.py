@@ -62,6 +62,7 @@ from clusternet.tunnel._session import (
     TunnelStream,
 )
 from clusternet.tunnel._tcp import StreamCarrierFactory, StreamCarrierProtocol
+from clusternet.tunnel._tuning import tune_allocator
 from clusternet.tunnel._websocket import (
     SUBPROTOCOL,
     TunnelWebSocketClientFactory,
@@ -123,4 +124,5 @@ __all__ = [
     "connect_websocket",
     "encode",
     "parse_target",
+    "tune_allocator",
 ]

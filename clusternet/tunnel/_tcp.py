@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from clusternet.tunnel._interfaces import ITunnelProtocol, ITunnelTransport
-from clusternet.tunnel._tuning import tune_transport
+from clusternet.tunnel._tuning import tune_allocator, tune_transport
 
 __all__ = ["StreamCarrierFactory", "StreamCarrierProtocol"]
 
@@ -33,6 +33,7 @@ class StreamCarrierProtocol(Protocol):
     def connectionMade(self) -> None:
         transport: Any = self.transport
         tune_transport(transport)
+        tune_allocator()
         self.peer = str(transport.getPeer())
         transport.registerProducer(self, True)
         self.session.connection_made(self)

@@ -32,7 +32,7 @@ from zope.interface import implementer
 from clusternet.tunnel._errors import TunnelClosed
 from clusternet.tunnel._interfaces import ITunnelTransport
 from clusternet.tunnel._session import TunnelSession
-from clusternet.tunnel._tuning import tune_transport
+from clusternet.tunnel._tuning import tune_allocator, tune_transport
 
 __all__ = [
     "SUBPROTOCOL",
@@ -75,6 +75,7 @@ class _CarrierMixin:
             transport.unregisterProducer()
         transport.registerProducer(self, True)
         tune_transport(transport)
+        tune_allocator()
         self._carrier_open = True
         self.session.connection_made(self)
 
