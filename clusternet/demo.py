@@ -426,6 +426,7 @@ class Fleet:
             server=True,
         )
         (self.data_dir / "hub.crt").write_bytes(hub_cert.certificate_pem)
+        (self.data_dir / "hub-ca.crt").write_bytes(hub_ca.certificate_pem)
         key = self.data_dir / "hub.key"
         key.write_bytes(hub_cert.key_pem)
         key.chmod(0o600)
