@@ -800,8 +800,8 @@ def run_demo(args: Any) -> int:
             "create configmap hello --from-literal=k=v"
         )
         fleet.say(f"  kubectl --kubeconfig {child_configs[0]} get configmaps -w")
-        command = Path(sys.executable).parent / "clusternet"
-        clusternet = str(command) if command.exists() else "clusternet"
+        installed = Path(sys.executable).parent / "clusternet"
+        clusternet = str(installed) if installed.exists() else "clusternet"
         fleet.say(f"  {clusternet} get clusters --kubeconfig {parent}")
         fleet.say(f"  logs: {data_dir}/*.log")
         if args.check:
