@@ -23,9 +23,11 @@ class ITunnelTransport(Interface):
 
     peer = Attribute("A short text naming the far end, for logs.")
 
-    def write(data: Sequence[bytes]) -> None:
+    def write(data: Sequence[bytes | memoryview]) -> None:
         """
-        Send C{data}, one or more complete frames, in order.
+        Send C{data}, one or more complete frames, in order.  The pieces are
+        bytes or memoryviews of bytes (payloads are not copied on their way
+        here); a carrier that needs one buffer joins them.
         """
 
     def close() -> None:

@@ -225,7 +225,7 @@ class SessionMachine:
         self.close_message = ""
         self._decoder = FrameDecoder(self.hello.max_frame)
         self._streams: dict[int, _Stream] = {}
-        self._outgoing: list[bytes] = []
+        self._outgoing: list[bytes | memoryview] = []
         self._next_id = 1 if role is Role.DIALER else 2
         self._last_local = 0
         self._last_remote = 0
@@ -243,9 +243,11 @@ class SessionMachine:
         self._outgoing.append(encode(frame))
         self.frames_sent += 1
 
-    def data_to_send(self) -> list[bytes]:
+    def data_to_send(self) -> list[bytes | memoryview]:
         """
-        The bytes queued since the last call (possibly empty).
+        The bytes queued since the last call (possibly empty): frame headers
+        and payloads in order, as bytes or memoryviews of the payloads the
+        caller passed to L{send_data}.
         """
         out = self._outgoing
         if out:
@@ -339,9 +341,12 @@ class SessionMachine:
         self._forget(stream)
         self._emit(OpenFail(stream_id, reason, truncate_message(message)))
 
-    def send_data(self, stream_id: int, data: bytes) -> int:
+    def send_data(self, stream_id: int, data: bytes | memoryview) -> int:
         """
         Queue as much of C{data} as the stream's send window allows.
+
+        The payload is queued as C{data} itself or as memoryview slices of it,
+        never copied: C{data} must not change afterwards (bytes never do).
 
         @return: how many bytes were taken; the caller keeps the rest until a
             L{WindowOpened} event.
@@ -361,13 +366,14 @@ class SessionMachine:
         out = self._outgoing
         if taken <= limit:
             out.append(data_header(stream_id, taken))
-            out.append(data if taken == size else data[:taken])
+            out.append(data if taken == size else memoryview(data)[:taken])
             self.frames_sent += 1
         else:
+            view = memoryview(data)
             for start in range(0, taken, limit):
-                chunk = data[start : min(start + limit, taken)]
-                out.append(data_header(stream_id, len(chunk)))
-                out.append(chunk)
+                end = min(start + limit, taken)
+                out.append(data_header(stream_id, end - start))
+                out.append(view[start:end])
                 self.frames_sent += 1
         return taken
 

@@ -25,10 +25,10 @@ class MemoryTransport:
         self._link = link
         self._side = side
         self.peer = peer
-        self.written: list[bytes] = []
+        self.written: list[bytes | memoryview] = []
         self.closing = False
 
-    def write(self, data: Sequence[bytes]) -> None:
+    def write(self, data: Sequence[bytes | memoryview]) -> None:
         if self.closing or self._link.severed:
             return
         self.written.extend(data)

@@ -143,7 +143,7 @@ class TunnelStream:
         self._fin_delivered = False
         self._read_closed_locally = False
         # outgoing
-        self._pending: deque[bytes] = deque()
+        self._pending: deque[bytes | memoryview] = deque()
         self._pending_size = 0
         self._producer: Any = None
         self._streaming = False
@@ -171,6 +171,9 @@ class TunnelStream:
     def write(self, data: bytes) -> None:
         if self._fin_wanted or self.disconnected or not data:
             return
+        if type(data) is not bytes:
+            # The payload goes out by reference: a copy of anything mutable.
+            data = bytes(data)
         if self._pending:
             self._pending.append(data)
             self._pending_size += len(data)
@@ -182,7 +185,7 @@ class TunnelStream:
         except LocalStreamError:
             return
         if taken < len(data):
-            rest = data[taken:]
+            rest = memoryview(data)[taken:]
             self._pending.append(rest)
             self._pending_size += len(rest)
             self._update_producer()
@@ -302,7 +305,7 @@ class TunnelStream:
                 break
             self._pending_size -= taken
             if taken < len(head):
-                pending[0] = head[taken:]
+                pending[0] = memoryview(head)[taken:]
                 break
             pending.popleft()
         self.session._flush()

@@ -45,8 +45,12 @@ class StreamCarrierProtocol(Protocol):
         self.session.connection_lost(reason)
 
     # ITunnelTransport
-    def write(self, data: Sequence[bytes]) -> None:
-        self.transport.writeSequence(data)  # type: ignore[union-attr]
+    def write(self, data: Sequence[bytes | memoryview]) -> None:
+        # Twisted transports take bytes only: one join makes the frames one
+        # buffer (the connection would join its queued pieces anyway).
+        first = data[0] if len(data) == 1 else None
+        payload = first if type(first) is bytes else b"".join(data)
+        self.transport.write(payload)  # type: ignore[union-attr]
 
     def close(self) -> None:
         self.transport.loseConnection()  # type: ignore[union-attr]

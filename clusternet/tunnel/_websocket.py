@@ -98,11 +98,12 @@ class _CarrierMixin:
     # ITunnelTransport
     peer: str = ""
 
-    def write(self, data: Sequence[bytes]) -> None:
+    def write(self, data: Sequence[bytes | memoryview]) -> None:
         if not self._carrier_open or self.state != self.STATE_OPEN:  # type: ignore[attr-defined]
             # Closing: the session hears of it from onClose.
             return
-        payload = data[0] if len(data) == 1 else b"".join(data)
+        first = data[0] if len(data) == 1 else None
+        payload = first if type(first) is bytes else b"".join(data)
         self.sendMessage(payload, isBinary=True)  # type: ignore[attr-defined]
 
     def close(self) -> None:
