@@ -15,6 +15,7 @@ from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.error import ConnectError, ConnectingCancelledError
 from twisted.internet.interfaces import (
+    IDelayedCall,
     IProtocol,
     IProtocolFactory,
     IPushProducer,
@@ -68,6 +69,10 @@ __all__ = [
 ]
 
 LocationRewriter = Callable[[bytes], bytes]
+
+# Response bytes read in one reactor turn are written on as one piece, up to
+# this many.
+COALESCE_BYTES = 256 * 1024
 
 
 class ProxyError(Exception):
@@ -216,6 +221,9 @@ class _ResponseRelay(Protocol):
         self._exchange = exchange
         self.done: Deferred[None] = Deferred()
         self._registered = False
+        self._held: list[bytes] = []
+        self._held_bytes = 0
+        self._flush_call: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
         request = self._exchange.request
@@ -224,12 +232,40 @@ class _ResponseRelay(Protocol):
             self._registered = True
 
     def dataReceived(self, data: bytes) -> None:
+        # One read from the upstream arrives as several TLS records: pass
+        # them on as one write at the end of this reactor turn, so the hops
+        # after this one (the tunnel's frames, TLS, HTTP chunks) handle a few
+        # large pieces instead of many small ones.
+        if self._exchange.gone:
+            return
+        self._held.append(data)
+        self._held_bytes += len(data)
+        if self._held_bytes >= COALESCE_BYTES:
+            self._flush()
+        elif self._flush_call is None:
+            self._flush_call = self._exchange.proxy.clock.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        call, self._flush_call = self._flush_call, None
+        if call is not None and call.active():
+            call.cancel()
+        if not self._held:
+            return
+        held = self._held[0] if len(self._held) == 1 else b"".join(self._held)
+        self._held = []
+        self._held_bytes = 0
         if not self._exchange.gone:
-            self._exchange.request.write(data)
+            self._exchange.request.write(held)
 
     def connectionLost(self, reason: Failure = Failure(Exception())) -> None:  # noqa: B008
         exchange = self._exchange
         request = exchange.request
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self._flush()
+        else:
+            self._held = []
+            self._held_bytes = 0
+            self._flush()  # cancels the pending call
         if not exchange.gone:
             if self._registered:
                 request.unregisterProducer()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail, succeed
@@ -37,6 +37,7 @@ from clusternet.proxy import (
     StreamingSite,
     remaining_path,
 )
+from clusternet.proxy._proxy import COALESCE_BYTES
 
 CLIENT = IPv4Address("TCP", "10.9.8.7", 50000)
 
@@ -362,9 +363,13 @@ def test_upstream_request_is_rewritten_and_the_response_relayed() -> None:
     )
     head = setup.client_output()
     assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    # Each event reaches the client at the end of the reactor turn it
+    # arrived in.
     protocol.dataReceived(b'8\r\n{"a":1}\n\r\n')
+    setup.reactor.advance(0)
     assert setup.client_output() == b'8\r\n{"a":1}\n\r\n'
     protocol.dataReceived(b'8\r\n{"a":2}\n\r\n')
+    setup.reactor.advance(0)
     assert setup.client_output() == b'8\r\n{"a":2}\n\r\n'
     protocol.dataReceived(b"0\r\n\r\n")
     assert setup.client_output() == b"0\r\n\r\n"
@@ -376,11 +381,78 @@ def test_content_length_is_passed_through() -> None:
     setup.send(b"GET / HTTP/1.1\r\nHost: p\r\n\r\n")
     protocol, _ = setup.upstream
     protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel")
+    setup.reactor.advance(0)
     output = setup.client_output()
     assert b"Content-Length: 5\r\n" in output
     assert b"chunked" not in output.lower()
+    assert output.endswith(b"\r\n\r\nhel")
     protocol.dataReceived(b"lo")
     assert setup.client_output() == b"lo"
+
+
+class Writes:
+    """
+    Counts the writes a client transport gets.
+    """
+
+    def __init__(self, transport: StringTransport) -> None:
+        self.writes: list[bytes] = []
+        original = transport.write
+
+        def write(data: bytes) -> None:
+            self.writes.append(data)
+            original(data)
+
+        transport.write = write  # type: ignore[method-assign]
+
+
+def test_pieces_read_in_one_turn_are_written_once_at_its_end() -> None:
+    setup = Setup()
+    setup.send(b"GET / HTTP/1.1\r\nHost: p\r\n\r\n")
+    protocol, _ = setup.upstream
+    protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+    setup.reactor.advance(0)
+    setup.client_output()
+    writes = Writes(setup.client_transport)
+    for piece in (b"a" * 10, b"b" * 10, b"c" * 10):
+        protocol.dataReceived(piece)
+    assert writes.writes == []
+    setup.reactor.advance(0)
+    assert writes.writes == [b"a" * 10 + b"b" * 10 + b"c" * 10]
+    protocol.dataReceived(b"d" * 70)  # the end of the body: written at once
+    assert writes.writes[1:] == [b"d" * 70]
+
+
+def test_a_large_burst_is_written_without_waiting_for_the_turn() -> None:
+    size = COALESCE_BYTES // 2
+    setup = Setup()
+    setup.send(b"GET / HTTP/1.1\r\nHost: p\r\n\r\n")
+    protocol, _ = setup.upstream
+    protocol.dataReceived(
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (size * 4,)
+    )
+    setup.reactor.advance(0)
+    setup.client_output()
+    writes = Writes(setup.client_transport)
+    protocol.dataReceived(b"x" * size)
+    assert writes.writes == []
+    protocol.dataReceived(b"y" * size)
+    assert writes.writes == [b"x" * size + b"y" * size]
+
+
+def test_held_bytes_of_a_broken_response_are_not_written() -> None:
+    setup = Setup()
+    setup.send(b"GET / HTTP/1.1\r\nHost: p\r\n\r\n")
+    protocol, _ = setup.upstream
+    protocol.dataReceived(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n")
+    setup.reactor.advance(0)
+    setup.client_output()
+    protocol.dataReceived(b"abc")
+    protocol.connectionLost(Failure(ConnectionDone()))
+    setup.reactor.advance(0)
+    assert b"abc" not in setup.client_output()
+    assert setup.client_transport.disconnecting
+    assert not setup.reactor.getDelayedCalls()
 
 
 def test_slow_client_pauses_the_upstream_read() -> None:
@@ -583,7 +655,7 @@ def test_access_log_at_debug_is_a_structured_event_not_a_line() -> None:
     written = io.StringIO()
     site.logFile = written
     events: list[dict[str, Any]] = []
-    site._log = Logger(observer=events.append)
+    site._log = Logger(observer=cast(Any, events.append))
     _answer_one(site)
     assert written.getvalue() == ""
     assert len(events) == 1
@@ -602,6 +674,6 @@ def test_access_log_can_be_off() -> None:
     written = io.StringIO()
     site.logFile = written
     events: list[dict[str, Any]] = []
-    site._log = Logger(observer=events.append)
+    site._log = Logger(observer=cast(Any, events.append))
     _answer_one(site)
     assert written.getvalue() == "" and events == []
