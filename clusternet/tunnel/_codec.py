@@ -441,23 +441,45 @@ class FrameDecoder:
         """
         Add C{data}; return the frames it completes.
 
+        Each payload is copied once, out of C{data} (or out of the buffer for
+        a frame that spans calls); only the unfinished frame at the end is
+        kept, and only as many bytes as it needs are taken into the buffer.
+
         @raise ProtocolError: the bytes are not a valid frame sequence; the
             decoder is then unusable.
         """
-        buffer = self._buffer
-        if buffer:
-            buffer += data
-            source: bytes | bytearray = buffer
-        else:
-            source = data
         frames: list[Frame] = []
-        total = len(source)
+        total = len(data)
         position = 0
-        unpack = _HEADER.unpack_from
         max_frame = self.max_frame
-        with memoryview(source) as view:
+        buffer = self._buffer
+        with memoryview(data) as view:
+            if buffer:
+                held = len(buffer)
+                if held < HEADER_SIZE:
+                    position = min(HEADER_SIZE - held, total)
+                    buffer += view[:position]
+                    if len(buffer) < HEADER_SIZE:
+                        return frames
+                length, kind, _flags, stream_id = _HEADER.unpack_from(buffer)
+                if length > max_frame:
+                    raise ProtocolError(
+                        ErrorCode.FRAME_TOO_LARGE,
+                        f"frame of {length} bytes exceeds the limit of {max_frame}",
+                    )
+                need = HEADER_SIZE + length - len(buffer)
+                if total - position < need:
+                    buffer += view[position:]
+                    return frames
+                buffer += view[position : position + need]
+                position += need
+                with memoryview(buffer) as held_view:
+                    payload = bytes(held_view[HEADER_SIZE:])
+                buffer.clear()
+                frames.append(_frame(kind, stream_id, payload))
+            unpack = _HEADER.unpack_from
             while total - position >= HEADER_SIZE:
-                length, kind, _flags, stream_id = unpack(source, position)
+                length, kind, _flags, stream_id = unpack(data, position)
                 if length > max_frame:
                     raise ProtocolError(
                         ErrorCode.FRAME_TOO_LARGE,
@@ -472,9 +494,12 @@ class FrameDecoder:
                 else:
                     frames.append(_decode(kind, stream_id, bytes(view[start:end])))
                 position = end
-        if buffer:
-            if position:
-                del buffer[:position]
-        elif position < total:
-            buffer += source[position:]
+            if position < total:
+                buffer += view[position:]
         return frames
+
+
+def _frame(kind: int, stream_id: int, payload: bytes) -> Frame:
+    if kind == FrameType.DATA and stream_id and payload:
+        return Data(stream_id, payload)
+    return _decode(kind, stream_id, payload)

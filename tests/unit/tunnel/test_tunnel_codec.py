@@ -4,6 +4,8 @@ The frame codec: round trips, limits, and arbitrary bytes.
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -25,7 +27,7 @@ from clusternet.tunnel import (
     WindowUpdate,
     encode,
 )
-from clusternet.tunnel._codec import data_header
+from clusternet.tunnel._codec import HEADER_SIZE, data_header
 
 ids = st.integers(1, 0xFFFFFFFF)
 u32 = st.integers(0, 0xFFFFFFFF)
@@ -63,6 +65,46 @@ def test_frames_round_trip_in_any_split(sequence: list, step: int) -> None:
         decoded.extend(decoder.feed(wire[start : start + step]))
     assert decoded == sequence
     assert decoder.buffered == 0
+
+
+@given(st.lists(frames, max_size=12), st.lists(st.integers(0, 20000), max_size=30))
+def test_frames_round_trip_split_at_arbitrary_points(
+    sequence: list, cuts: list[int]
+) -> None:
+    wire = b"".join(encode(f) for f in sequence)
+    points = [0, *sorted({min(cut, len(wire)) for cut in cuts}), len(wire)]
+    decoder = FrameDecoder()
+    decoded = []
+    for start, end in itertools.pairwise(points):
+        decoded.extend(decoder.feed(wire[start:end]))
+    assert decoded == sequence
+    assert decoder.buffered == 0
+
+
+@pytest.mark.parametrize("first", range(1, HEADER_SIZE))
+def test_frame_over_the_limit_is_refused_when_its_header_arrives_in_pieces(
+    first: int,
+) -> None:
+    """
+    The limit is checked as soon as the header is complete, before any of
+    the payload that came with it is buffered.
+    """
+    decoder = FrameDecoder(max_frame=1024)
+    header = data_header(1, 1025)
+    assert decoder.feed(header[:first]) == []
+    with pytest.raises(ProtocolError) as raised:
+        decoder.feed(header[first:] + b"x" * 500)
+    assert raised.value.code is ErrorCode.FRAME_TOO_LARGE
+    assert decoder.buffered <= HEADER_SIZE
+
+
+def test_frame_completed_across_reads_is_validated() -> None:
+    wire = data_header(0, 3) + b"abc"  # DATA on stream 0
+    decoder = FrameDecoder()
+    assert decoder.feed(wire[:12]) == []
+    with pytest.raises(ProtocolError) as raised:
+        decoder.feed(wire[12:])
+    assert raised.value.code is ErrorCode.PROTOCOL_ERROR
 
 
 @given(st.binary(max_size=400))
