@@ -27,7 +27,7 @@ from twisted.internet.interfaces import (
     IReactorSSL,
     IReactorTime,
 )
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 from zope.interface import implementer
 
 from clusternet.health import HealthChecks
@@ -483,7 +483,10 @@ class SandboxServer(Service):
                 },
             },
         )
-        site = StreamingSite(AggregationRoot(self.api, self.aggregator))
+        # A line per request at debug, as kube-apiserver logs requests only at -v.
+        site = StreamingSite(
+            AggregationRoot(self.api, self.aggregator), access_log=LogLevel.debug
+        )
         site.displayTracebacks = False
         site.noisy = False
         factory = _TLSContextFactory(
