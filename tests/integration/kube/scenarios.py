@@ -141,7 +141,7 @@ async def informer(reactor: Any, kube: KubeClient) -> dict[str, Any]:
 async def election(reactor: Any, kube: KubeClient) -> dict[str, Any]:
     log: list[str] = []
 
-    def elector(name: str) -> LeaderElector:
+    def elector(name: str, lease: float = 3) -> LeaderElector:
         return LeaderElector(
             reactor,
             kube,
@@ -150,12 +150,14 @@ async def election(reactor: Any, kube: KubeClient) -> dict[str, Any]:
             name,
             on_started_leading=lambda: log.append("start " + name),
             on_stopped_leading=lambda: log.append("stop " + name),
-            lease_duration=3,
-            renew_deadline=2,
+            lease_duration=lease,
+            renew_deadline=lease * 2 / 3,
             retry_period=0.5,
         )
 
-    a, b = elector("a"), elector("b")
+    # A long lease for the release: a takeover well before it would expire shows
+    # the release worked, however loaded the machine is.
+    a, b = elector("a", 10), elector("b", 10)
     a.startService()
     await until(reactor, lambda: a.is_leader, 5)
     b.startService()
@@ -167,9 +169,9 @@ async def election(reactor: Any, kube: KubeClient) -> dict[str, Any]:
     # b dies without releasing: a (restarted) waits out the lease duration.
     b._release_on_stop = False
     await b.stopService()
-    a2 = elector("a2")
+    a2 = elector("a2", 10)
     a2.startService()
-    expiry = await until(reactor, lambda: a2.is_leader, 15)
+    expiry = await until(reactor, lambda: a2.is_leader, 25)
     await a2.stopService()
     return {
         "both": both,
