@@ -972,14 +972,7 @@ class SandboxAPI(Resource):
         if meta is not None and not isinstance(meta, dict):
             raise bad_request("metadata must be an object")
         meta = meta or {}
-        if (
-            rtype.namespaced
-            and meta.get("namespace")
-            and meta["namespace"] != namespace
-        ):
-            raise bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request"
-            )
+        _check_namespace(rtype, meta, namespace)
         self._validate_strict(rtype, body, query)
         body.setdefault("apiVersion", rtype.group_version)
         body.setdefault("kind", rtype.kind)
@@ -1032,14 +1025,7 @@ class SandboxAPI(Resource):
                 f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
             )
         meta["name"] = name
-        if (
-            rtype.namespaced
-            and meta.get("namespace")
-            and meta["namespace"] != namespace
-        ):
-            raise bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request"
-            )
+        _check_namespace(rtype, meta, namespace)
         self._validate_strict(rtype, body, query)
         old = self.store.peek(rtype.key, namespace, name)
         if old is None:
@@ -1224,10 +1210,7 @@ class SandboxAPI(Resource):
             raise bad_request(
                 f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
             )
-        if rtype.namespaced and meta.get("namespace") not in (None, namespace):
-            raise bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request"
-            )
+        _check_namespace(rtype, meta, namespace)
         self._validate_strict(rtype, applied, query)
         now = self.store.now()
         api_version = str(applied.get("apiVersion") or rtype.group_version)
@@ -1658,3 +1641,15 @@ def _patch_rv(patch: Any) -> str | None:
             if isinstance(op, dict) and op.get("path") == "/metadata/resourceVersion":
                 return str(op.get("value"))
     return None
+
+
+def _check_namespace(
+    rtype: ResourceType, meta: JSONObject, namespace: str | None
+) -> None:
+    """
+    Refuse a body whose metadata.namespace differs from the request's (400).
+    """
+    if rtype.namespaced and meta.get("namespace") and meta["namespace"] != namespace:
+        raise bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request"
+        )
