@@ -765,6 +765,13 @@ def run_demo(args: Any) -> int:
     """
     data_dir = Path(args.data_dir).resolve()
     _fresh(data_dir)
+
+    def terminated(number: int, frame: object) -> None:
+        # Stop the fleet (the finally below) as on Ctrl-C, rather than dying and
+        # leaving its processes behind.
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, terminated)
     started = time.monotonic()
     fleet = Fleet(data_dir, args.children)
     try:
