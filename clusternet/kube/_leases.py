@@ -277,32 +277,46 @@ class LeaderElector(Service):
         return True
 
     def _release(self) -> Deferred[None]:
-        lease = self._observed_lease
-        if lease is None or _record(lease)[0] != self.identity:
-            return succeed(None)
-        stamp = format_microtime(now(self._clock))
-        released = dict(lease)
-        released["spec"] = {
-            **(lease.get("spec") or {}),
-            "holderIdentity": "",
-            "leaseDurationSeconds": 1,
-            "acquireTime": stamp,
-            "renewTime": stamp,
-        }
-        d = self._api.update(LEASES, released, self.namespace)
-        d.addTimeout(self.retry_period, self._clock)
+        """
+        Give the Lease up so a standby takes it at once, not after it expires.
 
-        def done(result: object) -> None:
-            if isinstance(result, Failure):
-                self._log.warn(
-                    "Could not release {lease}: {error}",
-                    lease=self._where,
-                    error=result.getErrorMessage(),
-                )
-            else:
-                self._log.info("Released {lease}", lease=self._where)
+        The Lease is read afresh (a renewal cancelled by the stop may still have
+        reached the server, so the last one we saw can be stale) and released
+        only while we hold it; a conflict is retried.  The whole release is
+        bounded by the renew deadline.
+        """
+        d = Deferred.fromCoroutine(self._release_now())
+        d.addTimeout(self.renew_deadline, self._clock)
 
-        return d.addBoth(done)
+        def failed(failure: Failure) -> None:
+            self._log.warn(
+                "Could not release {lease}: {error}",
+                lease=self._where,
+                error=failure.getErrorMessage(),
+            )
+
+        return d.addErrback(failed)
+
+    async def _release_now(self) -> None:
+        for _ in range(3):
+            lease = await self._api.get(LEASES, self.lease_name, self.namespace)
+            if _record(lease)[0] != self.identity:
+                return
+            stamp = format_microtime(now(self._clock))
+            released = dict(lease)
+            released["spec"] = {
+                **(lease.get("spec") or {}),
+                "holderIdentity": "",
+                "leaseDurationSeconds": 1,
+                "acquireTime": stamp,
+                "renewTime": stamp,
+            }
+            try:
+                await self._api.update(LEASES, released, self.namespace)
+            except Conflict:
+                continue
+            self._log.info("Released {lease}", lease=self._where)
+            return
 
 
 class HeartbeatLease(Service):

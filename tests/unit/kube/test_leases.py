@@ -115,6 +115,29 @@ def test_stop_releases_so_the_standby_takes_over_at_once() -> None:
     assert b.elector.is_leader
 
 
+def test_stop_releases_even_when_the_last_lease_seen_is_stale() -> None:
+    """
+    A renewal that reached the server after the elector last looked (say, one the
+    stop cancelled) must not make the release conflict and leave the standby
+    waiting out the whole lease.
+    """
+    clock = Clock()
+    api = MemoryKubeAPI(clock=clock)
+    a, b = Candidate(clock, api, "a"), Candidate(clock, api, "b")
+    a.elector.startService()
+    b.elector.startService()
+    clock.advance(1)
+    late = lease(api)
+    late["spec"]["renewTime"] = (
+        late["spec"]["renewTime"].replace(".", ".9", 1)[:-2] + "Z"
+    )
+    api.update(LEASES, late, "edge-system")  # the resourceVersion moves on
+    a.elector.stopService()
+    assert lease(api)["spec"]["holderIdentity"] == ""
+    clock.advance(2.5)
+    assert b.elector.is_leader
+
+
 def test_conflicting_update_loses_the_round() -> None:
     clock = Clock()
     api = MemoryKubeAPI(clock=clock)
