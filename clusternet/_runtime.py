@@ -8,12 +8,14 @@ import signal
 from types import FrameType
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.logger import Logger
 
-__all__ = ["CleanExitOnSIGTERM", "stop_within"]
+__all__ = ["CleanExitOnSIGTERM", "SequentialMultiService", "stop_within"]
+
+_log = Logger()
 
 
 class CleanExitOnSIGTERM(Service):
@@ -63,3 +65,26 @@ def stop_within(
 
     done.addBoth(finished)
     return done
+
+
+class SequentialMultiService(MultiService):
+    """
+    A L{MultiService} that stops its children one at a time, last added first,
+    waiting for each: a child that needs another on its way out (a leader
+    releasing its Lease through the Kubernetes client's thread pool) finds it
+    still running.  C{MultiService} stops them all at once.
+    """
+
+    def stopService(self) -> Deferred[None]:
+        Service.stopService(self)
+        services = list(self)
+        services.reverse()
+
+        async def stop_each() -> None:
+            for service in services:
+                try:
+                    await maybeDeferred(service.stopService)
+                except Exception:
+                    _log.failure("Stopping {service} failed", service=service)
+
+        return ensureDeferred(stop_each())

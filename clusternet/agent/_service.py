@@ -26,7 +26,7 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from clusternet._runtime import CleanExitOnSIGTERM, stop_within
+from clusternet._runtime import CleanExitOnSIGTERM, SequentialMultiService, stop_within
 from clusternet._web import StatusRoot
 from clusternet.agent._acceptor import AgentAcceptor
 from clusternet.agent._bootstrap import ParentTrustResolver, unverified_agent
@@ -420,7 +420,9 @@ def make_agent_service(
         child_info = connection_info(api_client)
     except KubeConfigError as e:
         raise SystemExit(f"Error: child cluster: {e}") from None
-    top = MultiService()
+    # Stopped in reverse order, one at a time: the elector releases its Lease
+    # and the work drains before the Kubernetes clients' pools stop.
+    top = SequentialMultiService()
     CleanExitOnSIGTERM(reactor).setServiceParent(top)
     child = KubeClient(
         reactor, api_client, threads=options["kube-threads"], name="child"

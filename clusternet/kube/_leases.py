@@ -283,10 +283,10 @@ class LeaderElector(Service):
         The Lease is read afresh (a renewal cancelled by the stop may still have
         reached the server, so the last one we saw can be stale) and released
         only while we hold it; a conflict is retried.  The whole release is
-        bounded by the renew deadline.
+        bounded by the renew deadline (5 s at most).
         """
         d = Deferred.fromCoroutine(self._release_now())
-        d.addTimeout(self.renew_deadline, self._clock)
+        d.addTimeout(min(self.renew_deadline, 5.0), self._clock)
 
         def failed(failure: Failure) -> None:
             self._log.warn(
