@@ -208,7 +208,8 @@ def cpu_seconds(pid: int | None = None) -> float:
 class CpuMeter:
     """
     CPU time the hub (this process) and the agent spend, in microseconds per
-    MiB moved: less sensitive to a busy machine than throughput.
+    MiB moved or per round trip: less sensitive to a busy machine than
+    throughput and latency.
     """
 
     def __init__(self, agent_pid: int) -> None:
@@ -222,6 +223,14 @@ class CpuMeter:
             "hub_cpu_us_per_mib": round((cpu_seconds() - self.hub) * 1e6 / mib, 1),
             "agent_cpu_us_per_mib": round(
                 (cpu_seconds(self.agent_pid) - self.agent) * 1e6 / mib, 1
+            ),
+        }
+
+    def per_round_trip(self, count: int) -> dict[str, float]:
+        return {
+            "hub_cpu_us_per_rtt": round((cpu_seconds() - self.hub) * 1e6 / count, 1),
+            "agent_cpu_us_per_rtt": round(
+                (cpu_seconds(self.agent_pid) - self.agent) * 1e6 / count, 1
             ),
         }
 
@@ -386,9 +395,19 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
                     **meter.per_mib(64 * per_stream),
                 )
             if carrier == "ws" and "echo" in args.tests:
+                meter = CpuMeter(proc.pid)
                 direct_echo = await echo(direct, 2000)
+                direct_cpu = meter.per_round_trip(2050)
+                meter = CpuMeter(proc.pid)
                 p50, p99 = await echo(through, 2000)
-                emit("echo_rtt_p50_ws", p50, "us", direct_echo[0])
+                emit(
+                    "echo_rtt_p50_ws",
+                    p50,
+                    "us",
+                    direct_echo[0],
+                    **meter.per_round_trip(2050),
+                    baseline_cpu=direct_cpu,
+                )
                 emit("echo_rtt_p99_ws", p99, "us", direct_echo[1])
             proc.terminate()
             proc.wait()

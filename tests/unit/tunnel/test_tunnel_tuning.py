@@ -64,3 +64,29 @@ def test_tune_allocator_is_idempotent() -> None:
     first = tune_allocator()
     assert tune_allocator() is first
     assert first is _glibc
+
+
+def test_tune_transport_raises_read_and_send_sizes_of_the_wrapped_tcp() -> None:
+    """
+    The TCP connection under a TLS wrapper gets the new read size, pause
+    level and send size; the wrapper itself is left alone.
+    """
+    from twisted.internet.tcp import Connection
+
+    from clusternet.tunnel._tuning import READ_SIZE, tune_transport
+
+    class FakeTCP:
+        socket = object()
+        bufferSize = Connection.bufferSize
+        SEND_LIMIT = Connection.SEND_LIMIT
+
+    class Wrapper:
+        def __init__(self, transport: object) -> None:
+            self.transport = transport
+
+    tcp = FakeTCP()
+    wrapper = Wrapper(tcp)
+    tune_transport(wrapper)
+    assert (tcp.bufferSize, tcp.SEND_LIMIT) == (READ_SIZE, READ_SIZE)
+    assert not hasattr(wrapper, "bufferSize")
+    assert (FakeTCP.bufferSize, FakeTCP.SEND_LIMIT) == (65536, 128 * 1024)
