@@ -2,8 +2,8 @@
 Tunnel benchmark: bulk download, concurrent streams, echo latency and idle
 session memory, through the tunnel and directly, on loopback.
 
-    python benchmarks/tunnel.py          # short run (256 MiB bulk)
-    python benchmarks/tunnel.py --full   # the issue's sizes (1 GiB bulk)
+    python benchmarks/tunnel.py          # short run (256 MiB bulk), one run each
+    python benchmarks/tunnel.py --full   # the issue's sizes (1 GiB bulk), medians of 3
 
 The hub side (stream opener and sink) runs in this process; the agent side
 (dialer and the byte source/echo server) runs in a child process, so each side
@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -344,6 +345,113 @@ async def _read_line(reactor: Any, proc: subprocess.Popen[bytes]) -> bytes:
     return line
 
 
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+class Measure:
+    """
+    Runs one measurement C{runs} times (the issue's references are medians
+    of 3) and keeps the values with the CPU both processes spent on them.
+    """
+
+    def __init__(self, runs: int, agent_pid: int) -> None:
+        self.runs = runs
+        self.agent_pid = agent_pid
+
+    async def rate(
+        self, size: int, run: Callable[..., Awaitable[float]], *args: Any
+    ) -> tuple[float, dict[str, Any]]:
+        meter = CpuMeter(self.agent_pid)
+        values = [await run(*args) for _ in range(self.runs)]
+        extra: dict[str, Any] = dict(meter.per_mib(size * self.runs))
+        if self.runs > 1:
+            extra["runs"] = [round(v, 1) for v in values]
+        return median(values), extra
+
+    async def echo(
+        self, endpoint: Any, count: int
+    ) -> tuple[float, float, dict[str, Any]]:
+        meter = CpuMeter(self.agent_pid)
+        results = [await echo(endpoint, count) for _ in range(self.runs)]
+        extra: dict[str, Any] = dict(meter.per_round_trip((count + 50) * self.runs))
+        if self.runs > 1:
+            extra["runs"] = [round(p50, 1) for p50, _ in results]
+        return (
+            median([p50 for p50, _ in results]),
+            median([p99 for _, p99 in results]),
+            extra,
+        )
+
+
+# OpenSSH's fastest ciphers on most machines: the issue's reference range.
+SSH_CIPHERS = {
+    "chacha20": "chacha20-poly1305@openssh.com",
+    "aes128gcm": "aes128-gcm@openssh.com",
+}
+
+
+async def ssh_peer(
+    reactor: Any,
+    measure: Measure,
+    source_port: int,
+    size: int,
+    direct_bulk: tuple[float, dict[str, Any]] | None,
+    direct_echo: tuple[float, float, dict[str, Any]] | None,
+    tests: list[str],
+) -> None:
+    """
+    The same bulk and echo through an OpenSSH local port forward, where
+    sshd and ssh are installed.
+    """
+    from _ssh import SSHForward, ssh_available
+
+    from twisted.internet.threads import deferToThread
+
+    missing = ssh_available()
+    if missing is not None:
+        emit("ssh_peer_skipped", 0, "", None, reason=missing)
+        return
+    for short, cipher in SSH_CIPHERS.items():
+        forward = SSHForward(source_port, cipher)
+        port = await deferToThread(forward.start)
+        try:
+            endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+            if "bulk" in tests:
+                value, extra = await measure.rate(size, bulk, endpoint, size)
+                emit(
+                    f"bulk_1_stream_ssh_{short}",
+                    value,
+                    "MiB/s",
+                    None if direct_bulk is None else direct_bulk[0],
+                    bytes=size,
+                    cipher=cipher,
+                    **extra,
+                )
+            if "echo" in tests:
+                p50, p99, extra = await measure.echo(endpoint, 2000)
+                emit(
+                    f"echo_rtt_p50_ssh_{short}",
+                    p50,
+                    "us",
+                    None if direct_echo is None else direct_echo[0],
+                    cipher=cipher,
+                    **extra,
+                )
+                emit(
+                    f"echo_rtt_p99_ssh_{short}",
+                    p99,
+                    "us",
+                    None if direct_echo is None else direct_echo[1],
+                )
+        finally:
+            await deferToThread(forward.stop)
+
+
 async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
     from clusternet.pki import issue_certificate, make_ca
 
@@ -355,66 +463,77 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
     ca_file.close()
     size = (1024 if args.full else args.bulk_mib) * MiB
     per_stream = (64 if args.full else args.stream_mib) * MiB
-    direct_bulk = direct_parallel = None
-    direct_echo: tuple[float, float] | None = None
-    direct_cpu: dict[str, float] = {}
+    runs = args.runs if args.runs else (3 if args.full else 1)
+    tests = args.tests.split(",")
+    direct_bulk: tuple[float, dict[str, Any]] | None = None
+    direct_echo: tuple[float, float, dict[str, Any]] | None = None
     try:
         for carrier in args.carriers.split(","):
             hub = Hub(reactor, carrier, None if carrier == "ws" else tls)
             proc, info = await run_agent(reactor, hub, carrier, ca_file.name)
+            measure = Measure(runs, proc.pid)
             target = f"127.0.0.1:{info['source_port']}"
             direct = TCP4ClientEndpoint(reactor, "127.0.0.1", info["source_port"])
             through = hub.sessions[0].endpoint_for(target)
-            if "bulk" in args.tests:
+            if "bulk" in tests:
                 if direct_bulk is None:
-                    meter = CpuMeter(proc.pid)
-                    direct_bulk = await bulk(direct, size)
-                    direct_cpu = meter.per_mib(size)
-                meter = CpuMeter(proc.pid)
-                value = await bulk(through, size)
+                    direct_bulk = await measure.rate(size, bulk, direct, size)
+                value, extra = await measure.rate(size, bulk, through, size)
                 emit(
                     f"bulk_1_stream_{carrier}",
                     value,
                     "MiB/s",
-                    direct_bulk,
+                    direct_bulk[0],
                     bytes=size,
                     nvx=info["nvx"],
-                    **meter.per_mib(size),
-                    baseline_cpu=direct_cpu,
+                    **extra,
+                    baseline_extra=direct_bulk[1],
                 )
-            if carrier == "ws" and "parallel" in args.tests:
-                direct_parallel = await parallel(direct, 64, per_stream)
-                meter = CpuMeter(proc.pid)
-                value = await parallel(through, 64, per_stream)
+            if carrier == "ws" and "parallel" in tests:
+                total = 64 * per_stream
+                base, base_extra = await measure.rate(
+                    total, parallel, direct, 64, per_stream
+                )
+                value, extra = await measure.rate(
+                    total, parallel, through, 64, per_stream
+                )
                 emit(
                     "bulk_64_streams_ws",
                     value,
                     "MiB/s",
-                    direct_parallel,
+                    base,
                     bytes_per_stream=per_stream,
-                    **meter.per_mib(64 * per_stream),
+                    **extra,
+                    baseline_extra=base_extra,
                 )
-            if carrier == "ws" and "echo" in args.tests:
-                meter = CpuMeter(proc.pid)
-                direct_echo = await echo(direct, 2000)
-                direct_cpu = meter.per_round_trip(2050)
-                meter = CpuMeter(proc.pid)
-                p50, p99 = await echo(through, 2000)
+            if carrier == "ws" and "echo" in tests:
+                direct_echo = await measure.echo(direct, 2000)
+                p50, p99, extra = await measure.echo(through, 2000)
                 emit(
                     "echo_rtt_p50_ws",
                     p50,
                     "us",
                     direct_echo[0],
-                    **meter.per_round_trip(2050),
-                    baseline_cpu=direct_cpu,
+                    **extra,
+                    baseline_extra=direct_echo[2],
                 )
                 emit("echo_rtt_p99_ws", p99, "us", direct_echo[1])
+            if carrier == "ws" and "ssh" in tests:
+                await ssh_peer(
+                    reactor,
+                    measure,
+                    info["source_port"],
+                    size,
+                    direct_bulk,
+                    direct_echo,
+                    tests,
+                )
             proc.terminate()
             proc.wait()
             await hub.port.stopListening()
             for session in hub.sessions:
                 session.abort("bench over")
-        if "idle" not in args.tests:
+        if "idle" not in tests:
             return
         # Memory per idle session, measured in the hub process.
         hub = Hub(reactor, "ws", None)
@@ -446,8 +565,16 @@ def main() -> None:
     )
     parser.add_argument(
         "--tests",
-        default="bulk,parallel,echo,idle",
-        help="comma-separated: bulk, parallel, echo, idle",
+        default="bulk,parallel,echo,ssh,idle",
+        help="comma-separated: bulk, parallel, echo, ssh (an OpenSSH local "
+        "forward as a peer, where sshd is installed; with bulk/echo), idle",
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=0,
+        help="runs per measurement, the median is reported (default: 3 with "
+        "--full, else 1)",
     )
     parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--hub-port", type=int, help=argparse.SUPPRESS)
