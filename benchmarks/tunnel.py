@@ -261,6 +261,28 @@ async def echo(endpoint: Any, count: int) -> tuple[float, float]:
     return times[len(times) // 2], times[int(len(times) * 0.99)]
 
 
+async def echo_under_load(
+    reactor: Any, endpoint: Any, count: int
+) -> tuple[float, float, float]:
+    """
+    Echo round trips on one stream while another stream of the same
+    connection (or, directly, another connection) downloads as fast as it
+    can: what an interactive request sees beside a bulk one.  Returns p50,
+    p99 and the download's MiB/s meanwhile; the download is cut off after.
+    """
+    sink = Sink(1 << 40)
+    sink.done.addErrback(lambda _: None)
+    await endpoint.connect(Factory.forProtocol(lambda: sink))
+    deadline = time.perf_counter() + 10
+    while sink.received < 16 * MiB and time.perf_counter() < deadline:
+        await task.deferLater(reactor, 0.01, lambda: None)
+    start, before = time.perf_counter(), sink.received
+    p50, p99 = await echo(endpoint, count)
+    rate = (sink.received - before) / MiB / (time.perf_counter() - start)
+    sink.transport.abortConnection()
+    return p50, p99, rate
+
+
 class Hub:
     def __init__(self, reactor: Any, carrier: str, tls: Any) -> None:
         from autobahn.twisted.resource import WebSocketResource
@@ -518,6 +540,17 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
                     baseline_extra=direct_echo[2],
                 )
                 emit("echo_rtt_p99_ws", p99, "us", direct_echo[1])
+                base = await echo_under_load(reactor, direct, 500)
+                p50, p99, rate = await echo_under_load(reactor, through, 500)
+                emit(
+                    "echo_rtt_p50_beside_bulk_ws",
+                    p50,
+                    "us",
+                    base[0],
+                    bulk_mib_s=round(rate, 1),
+                    baseline_bulk_mib_s=round(base[2], 1),
+                )
+                emit("echo_rtt_p99_beside_bulk_ws", p99, "us", base[1])
             if carrier == "ws" and "ssh" in tests:
                 await ssh_peer(
                     reactor,

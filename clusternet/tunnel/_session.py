@@ -93,6 +93,13 @@ class SessionConfig:
     ping_interval: float = field(default=10.0, validator=_positive)
     ping_timeout: float = field(default=30.0, validator=_positive)
     open_timeout: float = field(default=30.0, validator=_positive)
+    #: Bytes the carrier is handed after it asked us to pause, before the
+    #: streams' sources are paused.  The carrier asks at its own (small)
+    #: buffer level and lets go once that buffer is empty; pausing every
+    #: source each time made a pause/resume round of all streams per MiB
+    #: sent.  This slack spaces the rounds out; the carrier holds at most its
+    #: level, the slack and one read more.
+    carrier_slack: int = 3 * 1024 * 1024
 
     def hello(self) -> Hello:
         return Hello(
@@ -271,7 +278,7 @@ class TunnelStream:
         producer = self._producer
         if producer is None or not self._streaming:
             return
-        blocked = bool(self._pending) or self.session._carrier_paused
+        blocked = bool(self._pending) or self.session._sources_paused
         if blocked and not self._producer_paused:
             self._producer_paused = True
             producer.pauseProducing()
@@ -460,7 +467,11 @@ class TunnelSession:
         self._accepting: dict[int, Deferred[IProtocol]] = {}
         self._ready_waiters: list[Deferred[TunnelSession]] = []
         self._closed_waiters: list[Deferred[str]] = []
+        # The carrier asked us to pause; the sources are paused once it holds
+        # carrier_slack more bytes.
         self._carrier_paused = False
+        self._held_since_pause = 0
+        self._sources_paused = False
         self._timer: IDelayedCall | None = None
         self._last_received = 0.0
         self._next_ping = 0.0
@@ -570,12 +581,22 @@ class TunnelSession:
         self._ended(message)
 
     def pause_writing(self) -> None:
+        if self._carrier_paused:
+            return
         self._carrier_paused = True
-        for stream in list(self._streams.values()):
-            stream._update_producer()
+        self._held_since_pause = 0
+        if self.config.carrier_slack <= 0:
+            self._pause_sources()
 
     def resume_writing(self) -> None:
         self._carrier_paused = False
+        if self._sources_paused:
+            self._sources_paused = False
+            for stream in list(self._streams.values()):
+                stream._update_producer()
+
+    def _pause_sources(self) -> None:
+        self._sources_paused = True
         for stream in list(self._streams.values()):
             stream._update_producer()
 
@@ -796,6 +817,10 @@ class TunnelSession:
             size += len(chunk)
         self.metrics.bytes_out += size
         self.transport.write(out)
+        if self._carrier_paused and not self._sources_paused:
+            self._held_since_pause += size
+            if self._held_since_pause > self.config.carrier_slack:
+                self._pause_sources()
 
     # -- stream bookkeeping ------------------------------------------------
 

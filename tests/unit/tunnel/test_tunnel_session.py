@@ -238,7 +238,7 @@ class FlowControl(SynchronousTestCase):
         assert not slow_source.paused
 
     def test_carrier_back_pressure_pauses_local_sources(self) -> None:
-        pair = Pair(ProtocolAcceptor(Collect))
+        pair = Pair(ProtocolAcceptor(Collect), SessionConfig(carrier_slack=0))
         client = Collect()
         self.successResultOf(pair.connect("x:1", client))
         source = Source()
@@ -247,6 +247,32 @@ class FlowControl(SynchronousTestCase):
         assert source.paused
         pair.hub.resume_writing()
         assert not source.paused
+
+    def test_sources_pause_once_the_carrier_holds_the_slack(self) -> None:
+        """
+        After the carrier asks to pause, the streams go on writing until it
+        was handed C{carrier_slack} more bytes; then every source pauses (a
+        stream that did not write too), and all resume when the carrier does.
+        """
+        config = SessionConfig(carrier_slack=100 * 1024)
+        acceptor = ProtocolAcceptor(Collect)
+        pair = Pair(acceptor, config)
+        writer, idle = Collect(), Collect()
+        self.successResultOf(pair.connect("x:1", writer))
+        self.successResultOf(pair.connect("y:1", idle))
+        writer_source, idle_source = Source(), Source()
+        writer.transport.registerProducer(writer_source, True)  # type: ignore[union-attr]
+        idle.transport.registerProducer(idle_source, True)  # type: ignore[union-attr]
+        pair.hub.pause_writing()
+        for _ in range(3):
+            writer.transport.write(b"w" * 32 * 1024)  # type: ignore[union-attr]
+        assert not writer_source.paused and not idle_source.paused
+        writer.transport.write(b"w" * 32 * 1024)  # type: ignore[union-attr]
+        assert writer_source.paused and idle_source.paused
+        pair.hub.resume_writing()
+        assert not writer_source.paused and not idle_source.paused
+        pair.pump()
+        assert len(acceptor.protocols[0].data) == 4 * 32 * 1024
 
     def test_data_beyond_the_window_resets_the_stream(self) -> None:
         acceptor = ProtocolAcceptor(Collect)
