@@ -30,7 +30,7 @@ from clusternet.tunnel._codec import ErrorCode, OpenFailReason
 from clusternet.tunnel._errors import OpenRefused
 from clusternet.tunnel._interfaces import IDialPolicy, IStreamAcceptor
 from clusternet.tunnel._metrics import TunnelMetrics
-from clusternet.tunnel._tuning import tune_transport
+from clusternet.tunnel._tuning import send_promptly, tune_transport
 
 __all__ = [
     "AllowList",
@@ -159,6 +159,7 @@ class _StreamSide(Protocol):
     def dataReceived(self, data: bytes) -> None:
         transport: Any = self.target_side.transport
         transport.write(data)
+        send_promptly(transport, len(data))
 
     def readConnectionLost(self) -> None:
         transport: Any = self.target_side.transport

@@ -14,7 +14,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from clusternet.tunnel._interfaces import ITunnelProtocol, ITunnelTransport
-from clusternet.tunnel._tuning import tune_allocator, tune_transport
+from clusternet.tunnel._tuning import send_promptly, tune_allocator, tune_transport
 
 __all__ = ["StreamCarrierFactory", "StreamCarrierProtocol"]
 
@@ -51,6 +51,7 @@ class StreamCarrierProtocol(Protocol):
         first = data[0] if len(data) == 1 else None
         payload = first if type(first) is bytes else b"".join(data)
         self.transport.write(payload)  # type: ignore[union-attr]
+        send_promptly(self.transport, len(payload))
 
     def close(self) -> None:
         self.transport.loseConnection()  # type: ignore[union-attr]

@@ -79,3 +79,52 @@ def tune_transport(transport: Any, size: int = READ_SIZE) -> None:
             transport.SEND_LIMIT = size
             return
         transport = getattr(transport, "transport", None)
+
+
+#: Writes up to this size are handed to the kernel at once by L{send_promptly}.
+PROMPT_WRITE = 64 * 1024
+
+
+def _connection_under(transport: Any) -> Any:
+    for _ in range(4):
+        if transport is None:
+            return None
+        if hasattr(transport, "socket") and hasattr(transport, "doWrite"):
+            return transport
+        transport = getattr(transport, "transport", None)
+    return None
+
+
+def send_promptly(transport: Any, size: int) -> None:
+    """
+    After a write of C{size} bytes to C{transport}: when it was a small one,
+    hand what the TCP connection under C{transport} (TLS included) holds to
+    the kernel now, rather than on the reactor's next turn.
+
+    Twisted sends what was written once the reactor next polls; a reply that
+    crosses the tunnel is written three times on its way (stream to carrier
+    on one side, carrier to stream and stream to target on the other), and
+    each waited for a turn of a reactor that, under load, was busy with bulk
+    data.  Measured with benchmarks/tunnel.py: echo p50 600 -> 551 us, and
+    beside a bulk download on the same session 3.0 -> 2.2 ms.  Bulk writes
+    are left to the reactor, which sends what several of them queued at
+    once (doing it for them too cost the receiving hub 50% more CPU per
+    MiB, in smaller reads).
+
+    C{doWrite} is the reactor's own entry point (L{IWriteDescriptor}); a
+    connection that is closing is left to the reactor, which must see the
+    result of its last write.
+    """
+    if size > PROMPT_WRITE:
+        return
+    connection = _connection_under(transport)
+    if (
+        connection is None
+        or not connection.connected
+        or connection.disconnecting
+        or connection.disconnected
+    ):
+        return
+    # A failed send is left in place: the connection stays registered for
+    # writing, and the reactor meets the same error on its next turn.
+    connection.doWrite()

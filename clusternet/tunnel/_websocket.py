@@ -32,7 +32,7 @@ from zope.interface import implementer
 from clusternet.tunnel._errors import TunnelClosed
 from clusternet.tunnel._interfaces import ITunnelTransport
 from clusternet.tunnel._session import TunnelSession
-from clusternet.tunnel._tuning import tune_allocator, tune_transport
+from clusternet.tunnel._tuning import send_promptly, tune_allocator, tune_transport
 
 __all__ = [
     "SUBPROTOCOL",
@@ -105,6 +105,7 @@ class _CarrierMixin:
         first = data[0] if len(data) == 1 else None
         payload = first if type(first) is bytes else b"".join(data)
         self.sendMessage(payload, isBinary=True)  # type: ignore[attr-defined]
+        send_promptly(self.transport, len(payload))  # type: ignore[attr-defined]
 
     def close(self) -> None:
         if self._carrier_open:

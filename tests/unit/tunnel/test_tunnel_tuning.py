@@ -90,3 +90,55 @@ def test_tune_transport_raises_read_and_send_sizes_of_the_wrapped_tcp() -> None:
     assert (tcp.bufferSize, tcp.SEND_LIMIT) == (READ_SIZE, READ_SIZE)
     assert not hasattr(wrapper, "bufferSize")
     assert (FakeTCP.bufferSize, FakeTCP.SEND_LIMIT) == (65536, 128 * 1024)
+
+
+class _Connection:
+    """
+    What L{send_promptly} looks at on a TCP connection.
+    """
+
+    socket = object()
+
+    def __init__(self) -> None:
+        self.connected = True
+        self.disconnecting = False
+        self.disconnected = False
+        self.writes = 0
+
+    def doWrite(self) -> None:
+        self.writes += 1
+
+
+class _Wrapper:
+    def __init__(self, transport: object) -> None:
+        self.transport = transport
+
+
+def test_send_promptly_sends_small_writes_now_through_wrappers() -> None:
+    from clusternet.tunnel._tuning import PROMPT_WRITE, send_promptly
+
+    connection = _Connection()
+    send_promptly(_Wrapper(_Wrapper(connection)), 1)
+    send_promptly(connection, PROMPT_WRITE)
+    assert connection.writes == 2
+
+
+def test_send_promptly_leaves_bulk_and_closing_connections_to_the_reactor() -> None:
+    """
+    Bulk writes are batched by the reactor; a closing connection's last
+    write result must reach the reactor, so it is not written here.
+    """
+    from clusternet.tunnel._tuning import PROMPT_WRITE, send_promptly
+
+    connection = _Connection()
+    send_promptly(connection, PROMPT_WRITE + 1)
+    for state in ("disconnecting", "disconnected"):
+        closing = _Connection()
+        setattr(closing, state, True)
+        send_promptly(closing, 1)
+        assert closing.writes == 0
+    idle = _Connection()
+    idle.connected = False
+    send_promptly(idle, 1)
+    send_promptly(_Wrapper(object()), 1)
+    assert connection.writes == idle.writes == 0
