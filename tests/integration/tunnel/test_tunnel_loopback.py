@@ -215,6 +215,39 @@ class Loopback(TestCase):
         hub, _agent = await self.websocket_pair(tls=True)
         await self.many_streams(hub)
 
+    async def test_websocket_payload_split_across_frames_and_messages(self) -> None:
+        """
+        The carrier is a byte stream: tunnel frames cut across WebSocket
+        frames (a fragmented message) and across messages arrive byte-exact.
+        """
+        hub, agent = await self.websocket_pair()
+        carrier: Any = agent.transport
+
+        def write(data: Any) -> None:
+            joined = b"".join(data)
+            cut = len(joined) - len(joined) // 3
+            carrier.sendMessage(joined[:cut], isBinary=True, fragmentSize=777)
+            if cut < len(joined):
+                carrier.sendMessage(joined[cut:], isBinary=True)
+
+        carrier.write = write
+        client = Collect()
+        endpoint = hub.endpoint_for(f"127.0.0.1:{self.echo_port}")
+        await endpoint.connect(Factory.forProtocol(lambda: client))
+        payload = random.Random(3).randbytes(300_000)
+        client.transport.write(payload)  # type: ignore[union-attr]
+        client.transport.loseWriteConnection()  # type: ignore[union-attr]
+        await client.done
+        assert b"".join(client.chunks) == payload
+
+    async def test_a_text_message_closes_the_session(self) -> None:
+        hub, agent = await self.websocket_pair()
+        carrier: Any = agent.transport
+        carrier.sendMessage(b"hello", isBinary=False)
+        message = await hub.when_closed()
+        assert "websocket closed" in message
+        await agent.when_closed()
+
     async def test_raw_tcp_carrier_many_streams_byte_exact(self) -> None:
         port = reactor.listenTCP(
             0,
