@@ -5,10 +5,12 @@ session memory, through the tunnel and directly, on loopback.
     python benchmarks/tunnel.py          # short run (256 MiB bulk), one run each
     python benchmarks/tunnel.py --full   # the issue's sizes (1 GiB bulk), medians of 3
 
-The hub side (stream opener and sink) runs in this process; the agent side
-(dialer and the byte source/echo server) runs in a child process, so each side
-has its own core.  Prints one JSON object per line (name, value, unit,
-baseline).
+The hub side (stream opener and sink) runs in this process, the agent side
+(the dialer) in a child process, and the target server (a byte source and
+echo server) in a process of its own, as an API server is beside an agent
+(C{--source-in-agent} puts it in the agent's process instead).  The direct
+baseline connects this process to the same target.  Prints one JSON object
+per line (name, value, unit, baseline).
 """
 
 from __future__ import annotations
@@ -108,8 +110,11 @@ async def agent_main(reactor: Any, args: argparse.Namespace) -> None:
         connect_websocket,
     )
 
-    port = reactor.listenTCP(0, Factory.forProtocol(Source), interface="127.0.0.1")
-    source_port = port.getHost().port
+    if args.source_port:
+        source_port = args.source_port
+    else:
+        port = reactor.listenTCP(0, Factory.forProtocol(Source), interface="127.0.0.1")
+        source_port = port.getHost().port
     sessions = []
 
     def make() -> TunnelSession:
@@ -143,6 +148,15 @@ async def agent_main(reactor: Any, args: argparse.Namespace) -> None:
             await endpoint.connect(StreamCarrierFactory(lambda addr, s=session: s))
     print(json.dumps({"source_port": source_port, "nvx": USES_NVX}), flush=True)
     # Run until the hub terminates us.
+    await defer.Deferred()
+
+
+async def source_main(reactor: Any, args: argparse.Namespace) -> None:
+    """
+    The target server on its own, as an API server is beside an agent.
+    """
+    port = reactor.listenTCP(0, Factory.forProtocol(Source), interface="127.0.0.1")
+    print(json.dumps({"source_port": port.getHost().port}), flush=True)
     await defer.Deferred()
 
 
@@ -334,7 +348,12 @@ class Hub:
 
 
 async def run_agent(
-    reactor: Any, hub: Hub, carrier: str, ca_file: str, sessions: int = 1
+    reactor: Any,
+    hub: Hub,
+    carrier: str,
+    ca_file: str,
+    source_port: int,
+    sessions: int = 1,
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     proc = subprocess.Popen(
         [
@@ -349,12 +368,22 @@ async def run_agent(
             ca_file,
             "--sessions",
             str(sessions),
+            "--source-port",
+            str(source_port),
         ],
         stdout=subprocess.PIPE,
     )
     line = await _read_line(reactor, proc)
     await hub.wait_for(sessions)
     return proc, json.loads(line)
+
+
+async def run_source(reactor: Any) -> tuple[subprocess.Popen[bytes], int]:
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--source"], stdout=subprocess.PIPE
+    )
+    line = await _read_line(reactor, proc)
+    return proc, int(json.loads(line)["source_port"])
 
 
 async def _read_line(reactor: Any, proc: subprocess.Popen[bytes]) -> bytes:
@@ -489,10 +518,16 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
     tests = args.tests.split(",")
     direct_bulk: tuple[float, dict[str, Any]] | None = None
     direct_echo: tuple[float, float, dict[str, Any]] | None = None
+    source: subprocess.Popen[bytes] | None = None
+    source_port = 0
+    if not args.source_in_agent:
+        source, source_port = await run_source(reactor)
     try:
         for carrier in args.carriers.split(","):
             hub = Hub(reactor, carrier, None if carrier == "ws" else tls)
-            proc, info = await run_agent(reactor, hub, carrier, ca_file.name)
+            proc, info = await run_agent(
+                reactor, hub, carrier, ca_file.name, source_port
+            )
             measure = Measure(runs, proc.pid)
             target = f"127.0.0.1:{info['source_port']}"
             direct = TCP4ClientEndpoint(reactor, "127.0.0.1", info["source_port"])
@@ -571,7 +606,9 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
         # Memory per idle session, measured in the hub process.
         hub = Hub(reactor, "ws", None)
         before = rss_kib()
-        proc, info = await run_agent(reactor, hub, "ws", ca_file.name, args.idle)
+        proc, info = await run_agent(
+            reactor, hub, "ws", ca_file.name, source_port, args.idle
+        )
         await task.deferLater(reactor, 0.5, lambda: None)
         after = rss_kib()
         emit(
@@ -585,6 +622,9 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
         proc.wait()
     finally:
         os.unlink(ca_file.name)
+        if source is not None:
+            source.terminate()
+            source.wait()
 
 
 def main() -> None:
@@ -609,13 +649,21 @@ def main() -> None:
         help="runs per measurement, the median is reported (default: 3 with "
         "--full, else 1)",
     )
+    parser.add_argument(
+        "--source-in-agent",
+        action="store_true",
+        help="run the target server inside the agent process (sharing its "
+        "core), not as a process of its own like an API server",
+    )
     parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--source", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--source-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--hub-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--carrier", default="ws", help=argparse.SUPPRESS)
     parser.add_argument("--ca", help=argparse.SUPPRESS)
     parser.add_argument("--sessions", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    entry = agent_main if args.agent else hub_main
+    entry = agent_main if args.agent else source_main if args.source else hub_main
     task.react(lambda reactor: defer.Deferred.fromCoroutine(entry(reactor, args)))
 
 
