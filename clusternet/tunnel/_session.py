@@ -68,6 +68,7 @@ from clusternet.tunnel._machine import (
     WindowOpened,
 )
 from clusternet.tunnel._metrics import TunnelMetrics
+from clusternet.tunnel._tuning import SMALL_WRITE
 
 if TYPE_CHECKING:
     from clusternet.tunnel._endpoint import TunnelEndpoint
@@ -158,6 +159,9 @@ class TunnelStream:
         self._fin_wanted = False
         self._fin_sent = False
         self._closed_reason: Failure | None = None
+        # The last write was a bulk one: this stream's source is among those
+        # paused while the carrier is congested (see _update_producer).
+        self._bulk = False
 
     def __repr__(self) -> str:
         return f"<TunnelStream {self.stream_id} to {self.target}>"
@@ -181,6 +185,7 @@ class TunnelStream:
         if type(data) is not bytes:
             # The payload goes out by reference: a copy of anything mutable.
             data = bytes(data)
+        self._bulk = len(data) > SMALL_WRITE
         if self._pending:
             self._pending.append(data)
             self._pending_size += len(data)
@@ -197,6 +202,8 @@ class TunnelStream:
             self._pending_size += len(rest)
             self._update_producer()
         session._flush()
+        if self._bulk and session._sources_paused and not self._producer_paused:
+            self._update_producer()
 
     def writeSequence(self, data: Iterable[bytes]) -> None:
         self.write(b"".join(data))
@@ -278,7 +285,11 @@ class TunnelStream:
         producer = self._producer
         if producer is None or not self._streaming:
             return
-        blocked = bool(self._pending) or self.session._sources_paused
+        # A congested carrier stops the sources of bulk streams only: a
+        # stream that writes little (a request, a reply, a keystroke) goes on,
+        # instead of waiting behind the bulk bytes for the carrier to drain.
+        # It is stopped too once it writes a bulk chunk.
+        blocked = bool(self._pending) or (self.session._sources_paused and self._bulk)
         if blocked and not self._producer_paused:
             self._producer_paused = True
             producer.pauseProducing()

@@ -81,8 +81,10 @@ def tune_transport(transport: Any, size: int = READ_SIZE) -> None:
         transport = getattr(transport, "transport", None)
 
 
-#: Writes up to this size are handed to the kernel at once by L{send_promptly}.
-PROMPT_WRITE = 64 * 1024
+#: Writes up to this size are small: interactive traffic rather than bulk.
+#: L{send_promptly} hands them to the kernel at once, and a congested carrier
+#: does not stop the source of a stream that writes them.
+SMALL_WRITE = 64 * 1024
 
 
 def _connection_under(transport: Any) -> Any:
@@ -115,7 +117,7 @@ def send_promptly(transport: Any, size: int) -> None:
     connection that is closing is left to the reactor, which must see the
     result of its last write.
     """
-    if size > PROMPT_WRITE:
+    if size > SMALL_WRITE:
         return
     connection = _connection_under(transport)
     if (

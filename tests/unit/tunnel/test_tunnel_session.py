@@ -37,8 +37,11 @@ from clusternet.tunnel import (
     TunnelClosed,
     TunnelStreamReset,
 )
+from clusternet.tunnel._tuning import SMALL_WRITE
 
 SMALL = SessionConfig(initial_window=64 * 1024, max_frame=16 * 1024, max_streams=64)
+# A write bigger than SMALL_WRITE: bulk traffic.
+BULK = b"b" * (SMALL_WRITE + 1)
 
 
 class Interfaces(SynchronousTestCase):
@@ -237,12 +240,13 @@ class FlowControl(SynchronousTestCase):
         assert slow_server.data == chunk * 10
         assert not slow_source.paused
 
-    def test_carrier_back_pressure_pauses_local_sources(self) -> None:
+    def test_carrier_back_pressure_pauses_bulk_sources(self) -> None:
         pair = Pair(ProtocolAcceptor(Collect), SessionConfig(carrier_slack=0))
         client = Collect()
         self.successResultOf(pair.connect("x:1", client))
         source = Source()
         client.transport.registerProducer(source, True)  # type: ignore[union-attr]
+        client.transport.write(BULK)  # type: ignore[union-attr]
         pair.hub.pause_writing()
         assert source.paused
         pair.hub.resume_writing()
@@ -251,28 +255,52 @@ class FlowControl(SynchronousTestCase):
     def test_sources_pause_once_the_carrier_holds_the_slack(self) -> None:
         """
         After the carrier asks to pause, the streams go on writing until it
-        was handed C{carrier_slack} more bytes; then every source pauses (a
-        stream that did not write too), and all resume when the carrier does.
+        was handed C{carrier_slack} more bytes; then the bulk streams' sources
+        pause (one that wrote nothing since it last sent bulk too), and they
+        resume when the carrier does.
         """
-        config = SessionConfig(carrier_slack=100 * 1024)
+        config = SessionConfig(carrier_slack=3 * len(BULK))
         acceptor = ProtocolAcceptor(Collect)
         pair = Pair(acceptor, config)
-        writer, idle = Collect(), Collect()
+        writer, quiet = Collect(), Collect()
         self.successResultOf(pair.connect("x:1", writer))
-        self.successResultOf(pair.connect("y:1", idle))
-        writer_source, idle_source = Source(), Source()
+        self.successResultOf(pair.connect("y:1", quiet))
+        writer_source, quiet_source = Source(), Source()
         writer.transport.registerProducer(writer_source, True)  # type: ignore[union-attr]
-        idle.transport.registerProducer(idle_source, True)  # type: ignore[union-attr]
+        quiet.transport.registerProducer(quiet_source, True)  # type: ignore[union-attr]
+        quiet.transport.write(BULK)  # type: ignore[union-attr]
         pair.hub.pause_writing()
-        for _ in range(3):
-            writer.transport.write(b"w" * 32 * 1024)  # type: ignore[union-attr]
-        assert not writer_source.paused and not idle_source.paused
-        writer.transport.write(b"w" * 32 * 1024)  # type: ignore[union-attr]
-        assert writer_source.paused and idle_source.paused
+        for _ in range(2):
+            writer.transport.write(BULK)  # type: ignore[union-attr]
+        assert not writer_source.paused and not quiet_source.paused
+        writer.transport.write(BULK)  # type: ignore[union-attr]
+        assert writer_source.paused and quiet_source.paused
         pair.hub.resume_writing()
-        assert not writer_source.paused and not idle_source.paused
+        assert not writer_source.paused and not quiet_source.paused
         pair.pump()
-        assert len(acceptor.protocols[0].data) == 4 * 32 * 1024
+        assert len(acceptor.protocols[0].data) == 3 * len(BULK)
+
+    def test_a_congested_carrier_does_not_stop_small_writers(self) -> None:
+        """
+        Head-of-line fairness: while the carrier is congested by a bulk
+        stream, a stream that writes small chunks (requests, replies) keeps
+        its source running, until it writes a bulk chunk itself.
+        """
+        pair = Pair(ProtocolAcceptor(Collect), SessionConfig(carrier_slack=0))
+        bulk, interactive = Collect(), Collect()
+        self.successResultOf(pair.connect("x:1", bulk))
+        self.successResultOf(pair.connect("y:1", interactive))
+        bulk_source, interactive_source = Source(), Source()
+        bulk.transport.registerProducer(bulk_source, True)  # type: ignore[union-attr]
+        interactive.transport.registerProducer(interactive_source, True)  # type: ignore[union-attr]
+        bulk.transport.write(BULK)  # type: ignore[union-attr]
+        pair.hub.pause_writing()
+        assert bulk_source.paused
+        for _ in range(5):
+            interactive.transport.write(b"GET / HTTP/1.1\r\n\r\n")  # type: ignore[union-attr]
+            assert not interactive_source.paused
+        interactive.transport.write(BULK)  # type: ignore[union-attr]
+        assert interactive_source.paused
 
     def test_data_beyond_the_window_resets_the_stream(self) -> None:
         acceptor = ProtocolAcceptor(Collect)

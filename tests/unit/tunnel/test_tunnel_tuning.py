@@ -115,11 +115,11 @@ class _Wrapper:
 
 
 def test_send_promptly_sends_small_writes_now_through_wrappers() -> None:
-    from clusternet.tunnel._tuning import PROMPT_WRITE, send_promptly
+    from clusternet.tunnel._tuning import SMALL_WRITE, send_promptly
 
     connection = _Connection()
     send_promptly(_Wrapper(_Wrapper(connection)), 1)
-    send_promptly(connection, PROMPT_WRITE)
+    send_promptly(connection, SMALL_WRITE)
     assert connection.writes == 2
 
 
@@ -128,10 +128,10 @@ def test_send_promptly_leaves_bulk_and_closing_connections_to_the_reactor() -> N
     Bulk writes are batched by the reactor; a closing connection's last
     write result must reach the reactor, so it is not written here.
     """
-    from clusternet.tunnel._tuning import PROMPT_WRITE, send_promptly
+    from clusternet.tunnel._tuning import SMALL_WRITE, send_promptly
 
     connection = _Connection()
-    send_promptly(connection, PROMPT_WRITE + 1)
+    send_promptly(connection, SMALL_WRITE + 1)
     for state in ("disconnecting", "disconnected"):
         closing = _Connection()
         setattr(closing, state, True)
