@@ -8,11 +8,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, IPushProducer
+from twisted.internet.interfaces import IAddress, IPushProducer, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from clusternet.tunnel._batching import ReadBatcher
 from clusternet.tunnel._interfaces import ITunnelProtocol, ITunnelTransport
 from clusternet.tunnel._tuning import send_promptly, tune_allocator, tune_transport
 
@@ -26,6 +27,8 @@ class StreamCarrierProtocol(Protocol):
     length-delimited already, so bytes go through untouched.
     """
 
+    _batcher: ReadBatcher | None = None
+
     def __init__(self, session: ITunnelProtocol) -> None:
         self.session = session
         self.peer = ""
@@ -36,12 +39,20 @@ class StreamCarrierProtocol(Protocol):
         tune_allocator()
         self.peer = str(transport.getPeer())
         transport.registerProducer(self, True)
+        clock = getattr(self.session, "clock", None)
+        if ISSLTransport.providedBy(transport) and clock is not None:
+            self._batcher = ReadBatcher(clock, self.session.data_received)
         self.session.connection_made(self)
 
     def dataReceived(self, data: bytes) -> None:
-        self.session.data_received(data)
+        if self._batcher is not None:
+            self._batcher.add(data)
+        else:
+            self.session.data_received(data)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:  # noqa: B008
+        if self._batcher is not None:
+            self._batcher.flush()
         self.session.connection_lost(reason)
 
     # ITunnelTransport

@@ -26,12 +26,14 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import (
     IPushProducer,
     IReactorTime,
+    ISSLTransport,
     IStreamClientEndpoint,
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from clusternet.tunnel._batching import ReadBatcher
 from clusternet.tunnel._errors import TunnelClosed
 from clusternet.tunnel._interfaces import ITunnelTransport
 from clusternet.tunnel._session import TunnelSession
@@ -67,6 +69,7 @@ class _CarrierMixin:
     _log = Logger()
     session: TunnelSession | None = None
     _carrier_open = False
+    _batcher: ReadBatcher | None = None
 
     # autobahn callbacks
     def onOpen(self) -> None:
@@ -79,8 +82,24 @@ class _CarrierMixin:
         transport.registerProducer(self, True)
         tune_transport(transport)
         tune_allocator()
+        if ISSLTransport.providedBy(transport):
+            self._batcher = ReadBatcher(
+                self.session.clock,
+                super().dataReceived,  # type: ignore[misc]
+            )
         self._carrier_open = True
         self.session.connection_made(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._batcher is not None:
+            self._batcher.add(data)
+        else:
+            super().dataReceived(data)  # type: ignore[misc]
+
+    def connectionLost(self, reason: Failure) -> None:
+        if self._batcher is not None:
+            self._batcher.flush()
+        super().connectionLost(reason)  # type: ignore[misc]
 
     # autobahn's streaming API (IWebSocketChannelStreamingApi): the session
     # reads a byte stream of self-delimited frames, so the payload goes to it
