@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import (
     IOpenSSLClientConnectionCreator,
     IProtocol,
@@ -33,6 +33,7 @@ from clusternet.tunnel import (
     OpenFailReason,
     OpenRefused,
     TunnelMetrics,
+    tcp_endpoint,
 )
 
 __all__ = ["DIRECT_TARGET", "TLS_PREFIX", "AgentAcceptor"]
@@ -72,7 +73,7 @@ class AgentAcceptor:
         self.metrics = metrics if metrics is not None else TunnelMetrics()
         self._plain = DialingAcceptor(
             policy,
-            lambda host, port: HostnameEndpoint(reactor, host, port),
+            lambda host, port: tcp_endpoint(reactor, host, port),
             reactor,
             dial_timeout=dial_timeout,
             metrics=self.metrics,
@@ -80,7 +81,7 @@ class AgentAcceptor:
         self._tls = DialingAcceptor(
             policy,
             lambda host, port: wrapClientTLS(
-                tls_options(host), HostnameEndpoint(reactor, host, port)
+                tls_options(host), tcp_endpoint(reactor, host, port)
             ),
             reactor,
             dial_timeout=dial_timeout,

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import IProtocol, IStreamClientEndpoint
 from twisted.internet.ssl import (
     Certificate,
@@ -41,6 +41,7 @@ from clusternet.proxy import (
     Route,
     StreamingSite,
 )
+from clusternet.tunnel import tcp_endpoint
 
 __all__ = ["ChildProxyResource", "DirectServer", "direct_server"]
 
@@ -75,7 +76,7 @@ class ChildProxyResource(ProxyResource):
 
     def _endpoint(self, client_pem: bytes | None) -> IStreamClientEndpoint:
         reactor = self.proxy.reactor
-        plain = HostnameEndpoint(reactor, self._host, self._port)
+        plain = tcp_endpoint(reactor, self._host, self._port)
         if not self._secure:
             return plain
         if self._child.insecure_skip_tls_verify:

@@ -37,6 +37,7 @@ from clusternet.tunnel._dialer import (
     DialingAcceptor,
     EndpointFactory,
     parse_target,
+    tcp_endpoint,
 )
 from clusternet.tunnel._endpoint import TunnelEndpoint
 from clusternet.tunnel._errors import (
@@ -124,5 +125,6 @@ __all__ = [
     "connect_websocket",
     "encode",
     "parse_target",
+    "tcp_endpoint",
     "tune_allocator",
 ]
