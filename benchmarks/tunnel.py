@@ -275,6 +275,23 @@ async def echo(endpoint: Any, count: int) -> tuple[float, float]:
     return times[len(times) // 2], times[int(len(times) * 0.99)]
 
 
+async def open_and_echo(endpoint: Any, count: int) -> tuple[float, float]:
+    """
+    Connect, one 1-byte round trip, close, C{count} times: what a new stream
+    costs (the tunnel's OPEN, the agent's dial) on top of a round trip.
+    """
+    times = []
+    for _ in range(count):
+        pinger = Pinger()
+        start = time.perf_counter()
+        await endpoint.connect(Factory.forProtocol(lambda p=pinger: p))
+        await pinger.round_trips(1)
+        times.append((time.perf_counter() - start) * 1e6)
+        pinger.transport.loseConnection()
+    times.sort()
+    return times[len(times) // 2], times[int(len(times) * 0.99)]
+
+
 async def echo_under_load(
     reactor: Any, endpoint: Any, count: int
 ) -> tuple[float, float, float]:
@@ -575,6 +592,10 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
                     baseline_extra=direct_echo[2],
                 )
                 emit("echo_rtt_p99_ws", p99, "us", direct_echo[1])
+                base_open = await open_and_echo(direct, 500)
+                p50, p99 = await open_and_echo(through, 500)
+                emit("open_echo_p50_ws", p50, "us", base_open[0], count=500)
+                emit("open_echo_p99_ws", p99, "us", base_open[1])
                 base = await echo_under_load(reactor, direct, 500)
                 p50, p99, rate = await echo_under_load(reactor, through, 500)
                 emit(

@@ -15,7 +15,12 @@ from zope.interface import implementer
 
 from clusternet.tunnel._batching import ReadBatcher
 from clusternet.tunnel._interfaces import ITunnelProtocol, ITunnelTransport
-from clusternet.tunnel._tuning import send_promptly, tune_allocator, tune_transport
+from clusternet.tunnel._tuning import (
+    send_promptly,
+    set_no_delay,
+    tune_allocator,
+    tune_transport,
+)
 
 __all__ = ["StreamCarrierFactory", "StreamCarrierProtocol"]
 
@@ -36,6 +41,7 @@ class StreamCarrierProtocol(Protocol):
     def connectionMade(self) -> None:
         transport: Any = self.transport
         tune_transport(transport)
+        set_no_delay(transport)
         tune_allocator()
         self.peer = str(transport.getPeer())
         transport.registerProducer(self, True)

@@ -37,7 +37,12 @@ from clusternet.tunnel._batching import ReadBatcher
 from clusternet.tunnel._errors import TunnelClosed
 from clusternet.tunnel._interfaces import ITunnelTransport
 from clusternet.tunnel._session import TunnelSession
-from clusternet.tunnel._tuning import send_promptly, tune_allocator, tune_transport
+from clusternet.tunnel._tuning import (
+    send_promptly,
+    set_no_delay,
+    tune_allocator,
+    tune_transport,
+)
 
 __all__ = [
     "SUBPROTOCOL",
@@ -81,6 +86,10 @@ class _CarrierMixin:
             transport.unregisterProducer()
         transport.registerProducer(self, True)
         tune_transport(transport)
+        # autobahn's own tcpNoDelay option never reached a client's socket
+        # (its attempt fails quietly before the options are applied), so an
+        # agent's second small message waited up to 40 ms behind the first.
+        set_no_delay(transport)
         tune_allocator()
         if ISSLTransport.providedBy(transport):
             self._batcher = ReadBatcher(

@@ -7,11 +7,13 @@ twisted.web's Agent running through it.
 from __future__ import annotations
 
 import random
+import socket
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import reactor as _reactor
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import (
     HostnameEndpoint,
@@ -48,6 +50,18 @@ from clusternet.tunnel import (
 
 reactor: Any = _reactor
 TOKEN = "Bearer s3cret"
+
+
+def _no_delay(transport: Any) -> bool:
+    """
+    Whether TCP_NODELAY is on for the socket under C{transport} (TLS too).
+    """
+    for _ in range(4):
+        if isinstance(transport, FileDescriptor):
+            sock = transport.socket  # type: ignore[attr-defined]
+            return bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+        transport = getattr(transport, "transport", None)
+    raise AssertionError("no TCP connection under the transport")
 
 
 @implementer(IHalfCloseableProtocol)
@@ -239,6 +253,45 @@ class Loopback(TestCase):
         client.transport.loseWriteConnection()  # type: ignore[union-attr]
         await client.done
         assert b"".join(client.chunks) == payload
+
+    async def test_carrier_and_target_connections_send_small_writes_at_once(
+        self,
+    ) -> None:
+        """
+        Nagle's algorithm is off on both ends of every carrier and on the
+        agent's connections to targets: a relay's second small write must not
+        wait for the peer to acknowledge the first (40 ms with delayed ACKs).
+        """
+        for kind in ("ws", "wss", "tcp"):
+            if kind == "tcp":
+                port = reactor.listenTCP(
+                    0,
+                    StreamCarrierFactory(lambda addr: self.hub_session("tcp")),
+                    interface="127.0.0.1",
+                )
+                self.addCleanup(port.stopListening)
+                agent = self.agent_session()
+                await TCP4ClientEndpoint(
+                    reactor, "127.0.0.1", port.getHost().port
+                ).connect(StreamCarrierFactory(lambda addr, a=agent: a))
+                await agent.when_ready()
+                self.addCleanup(self.close_all, agent)
+                hub = self.hub_sessions[-1]
+            else:
+                hub, agent = await self.websocket_pair(tls=kind == "wss")
+            for session in (hub, agent):
+                assert _no_delay(session.transport), (kind, session)
+            client = Collect()
+            endpoint = hub.endpoint_for(f"127.0.0.1:{self.echo_port}")
+            await endpoint.connect(Factory.forProtocol(lambda c=client: c))
+            client.transport.write(b"x")  # type: ignore[union-attr]
+            while not client.chunks:
+                await deferLater(reactor, 0.01, lambda: None)
+            (stream,) = [s for s in agent._streams.values() if s.protocol is not None]
+            target = stream.protocol.target_side.transport  # type: ignore[union-attr]
+            assert _no_delay(target), kind
+            client.transport.loseConnection()  # type: ignore[union-attr]
+            self.session_ready = Deferred()
 
     async def test_a_text_message_closes_the_session(self) -> None:
         hub, agent = await self.websocket_pair()

@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from twisted.internet.abstract import FileDescriptor
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Clock
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+
 from clusternet.tunnel import tune_allocator
 
 _glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
@@ -66,52 +71,63 @@ def test_tune_allocator_is_idempotent() -> None:
     assert first is _glibc
 
 
-def test_tune_transport_raises_read_and_send_sizes_of_the_wrapped_tcp() -> None:
+class _Connection(FileDescriptor):
     """
-    The TCP connection under a TLS wrapper gets the new read size, pause
-    level and send size; the wrapper itself is left alone.
+    A socket-backed connection as far as the tuning looks at it.
     """
-    from twisted.internet.tcp import Connection
-
-    from clusternet.tunnel._tuning import READ_SIZE, tune_transport
-
-    class FakeTCP:
-        socket = object()
-        bufferSize = Connection.bufferSize
-        SEND_LIMIT = Connection.SEND_LIMIT
-
-    class Wrapper:
-        def __init__(self, transport: object) -> None:
-            self.transport = transport
-
-    tcp = FakeTCP()
-    wrapper = Wrapper(tcp)
-    tune_transport(wrapper)
-    assert (tcp.bufferSize, tcp.SEND_LIMIT) == (READ_SIZE, READ_SIZE)
-    assert not hasattr(wrapper, "bufferSize")
-    assert (FakeTCP.bufferSize, FakeTCP.SEND_LIMIT) == (65536, 128 * 1024)
-
-
-class _Connection:
-    """
-    What L{send_promptly} looks at on a TCP connection.
-    """
-
-    socket = object()
 
     def __init__(self) -> None:
+        super().__init__(Clock())
+        self.socket = object()
         self.connected = True
-        self.disconnecting = False
-        self.disconnected = False
         self.writes = 0
+        self.no_delay = False
 
     def doWrite(self) -> None:
         self.writes += 1
+
+    def setTcpNoDelay(self, enabled: bool) -> None:
+        self.no_delay = enabled
+
+
+def _tls_like(transport: object) -> ProtocolWrapper:
+    """
+    A wrapper that, as TLS does, hands on every attribute it lacks to the
+    connection under it.
+    """
+    wrapper = ProtocolWrapper(WrappingFactory(Factory()), Protocol())
+    wrapper.transport = transport  # type: ignore[assignment]
+    return wrapper
 
 
 class _Wrapper:
     def __init__(self, transport: object) -> None:
         self.transport = transport
+
+
+def test_tune_transport_raises_read_and_send_sizes_of_the_wrapped_tcp() -> None:
+    """
+    The TCP connection under a TLS wrapper gets the new read size, pause
+    level and send size, although the wrapper seems to have those too.
+    """
+    from clusternet.tunnel._tuning import READ_SIZE, tune_transport
+
+    connection = _Connection()
+    wrapper = _tls_like(connection)
+    assert wrapper.bufferSize == FileDescriptor.bufferSize
+    tune_transport(wrapper)
+    assert (connection.bufferSize, connection.SEND_LIMIT) == (READ_SIZE, READ_SIZE)
+    assert "bufferSize" not in vars(wrapper)
+    assert FileDescriptor.SEND_LIMIT == 128 * 1024
+
+
+def test_set_no_delay_reaches_the_connection_under_tls() -> None:
+    from clusternet.tunnel._tuning import set_no_delay
+
+    connection = _Connection()
+    set_no_delay(_tls_like(connection))
+    assert connection.no_delay
+    set_no_delay(object())
 
 
 def test_send_promptly_sends_small_writes_now_through_wrappers() -> None:
@@ -120,7 +136,8 @@ def test_send_promptly_sends_small_writes_now_through_wrappers() -> None:
     connection = _Connection()
     send_promptly(_Wrapper(_Wrapper(connection)), 1)
     send_promptly(connection, SMALL_WRITE)
-    assert connection.writes == 2
+    send_promptly(_tls_like(connection), 1)
+    assert connection.writes == 3
 
 
 def test_send_promptly_leaves_bulk_and_closing_connections_to_the_reactor() -> None:
