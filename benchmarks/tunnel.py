@@ -257,12 +257,22 @@ async def bulk(endpoint: Any, size: int) -> float:
     return size / MiB / elapsed
 
 
-async def parallel(endpoint: Any, streams: int, size: int) -> float:
+async def parallel(
+    endpoint: Any, streams: int, size: int, fairness: list[float] | None = None
+) -> float:
+    """
+    C{streams} concurrent downloads of C{size} bytes; the aggregate MiB/s.
+    Appends to C{fairness} Jain's index of the streams' own rates (1.0: all
+    alike; 1/streams: one stream got everything).
+    """
     sinks = [Sink(size) for _ in range(streams)]
     start = time.perf_counter()
     for sink in sinks:
         await endpoint.connect(Factory.forProtocol(lambda s=sink: s))
-    await defer.gatherResults([s.done for s in sinks])
+    elapsed = await defer.gatherResults([s.done for s in sinks])
+    if fairness is not None:
+        rates = [size / e for e in elapsed]
+        fairness.append(sum(rates) ** 2 / (len(rates) * sum(r * r for r in rates)))
     return streams * size / MiB / (time.perf_counter() - start)
 
 
@@ -568,8 +578,9 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
                 base, base_extra = await measure.rate(
                     total, parallel, direct, 64, per_stream
                 )
+                fairness: list[float] = []
                 value, extra = await measure.rate(
-                    total, parallel, through, 64, per_stream
+                    total, parallel, through, 64, per_stream, fairness
                 )
                 emit(
                     "bulk_64_streams_ws",
@@ -577,6 +588,7 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
                     "MiB/s",
                     base,
                     bytes_per_stream=per_stream,
+                    jain_fairness=round(median(fairness), 3),
                     **extra,
                     baseline_extra=base_extra,
                 )
