@@ -164,8 +164,14 @@ async def source_main(reactor: Any, args: argparse.Namespace) -> None:
 
 
 class Sink(Protocol):
-    def __init__(self, expected: int) -> None:
+    """
+    Asks the source for C{expected} bytes once connected (or, with C{hold},
+    once L{request} is called) and counts them.
+    """
+
+    def __init__(self, expected: int, hold: bool = False) -> None:
         self.expected = expected
+        self.hold = hold
         self.received = 0
         self.done: defer.Deferred[float] = defer.Deferred()
         self.started = 0.0
@@ -173,6 +179,10 @@ class Sink(Protocol):
     def connectionMade(self) -> None:
         # The direct baseline reads as much per call as the tunnel does.
         tune_transport(self.transport)
+        if not self.hold:
+            self.request()
+
+    def request(self) -> None:
         self.started = time.perf_counter()
         self.transport.write(b"B" + struct.pack("!Q", self.expected))
 
@@ -261,14 +271,18 @@ async def parallel(
     endpoint: Any, streams: int, size: int, fairness: list[float] | None = None
 ) -> float:
     """
-    C{streams} concurrent downloads of C{size} bytes; the aggregate MiB/s.
+    C{streams} concurrent downloads of C{size} bytes, asked for at once once
+    every stream is open; the aggregate MiB/s.
     Appends to C{fairness} Jain's index of the streams' own rates (1.0: all
     alike; 1/streams: one stream got everything).
     """
-    sinks = [Sink(size) for _ in range(streams)]
-    start = time.perf_counter()
+    sinks = [Sink(size, hold=True) for _ in range(streams)]
     for sink in sinks:
         await endpoint.connect(Factory.forProtocol(lambda s=sink: s))
+    # All ask at once: the downloads share the connection from the start.
+    start = time.perf_counter()
+    for sink in sinks:
+        sink.request()
     elapsed = await defer.gatherResults([s.done for s in sinks])
     if fairness is not None:
         rates = [size / e for e in elapsed]
@@ -575,9 +589,11 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
                 )
             if carrier == "ws" and "parallel" in tests:
                 total = 64 * per_stream
+                base_fairness: list[float] = []
                 base, base_extra = await measure.rate(
-                    total, parallel, direct, 64, per_stream
+                    total, parallel, direct, 64, per_stream, base_fairness
                 )
+                base_extra["jain_fairness"] = round(median(base_fairness), 3)
                 fairness: list[float] = []
                 value, extra = await measure.rate(
                     total, parallel, through, 64, per_stream, fairness

@@ -4,6 +4,7 @@ The Twisted side of a tunnel session: streams as transports, keepalive, drain.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -122,6 +123,14 @@ class TunnelAddress:
     stream_id: int
 
 
+# Orders the writes of all streams (see TunnelSession.resume_writing).
+_writes = itertools.count(1)
+
+
+def _last_write(stream: TunnelStream) -> int:
+    return stream._last_write
+
+
 @implementer(ITransport, IConsumer, IPushProducer)
 class TunnelStream:
     """
@@ -162,6 +171,8 @@ class TunnelStream:
         # The last write was a bulk one: this stream's source is among those
         # paused while the carrier is congested (see _update_producer).
         self._bulk = False
+        # When this stream last wrote, in the order of all streams' writes.
+        self._last_write = 0
 
     def __repr__(self) -> str:
         return f"<TunnelStream {self.stream_id} to {self.target}>"
@@ -186,6 +197,7 @@ class TunnelStream:
             # The payload goes out by reference: a copy of anything mutable.
             data = bytes(data)
         self._bulk = len(data) > SMALL_WRITE
+        self._last_write = next(_writes)
         if self._pending:
             self._pending.append(data)
             self._pending_size += len(data)
@@ -603,7 +615,14 @@ class TunnelSession:
         self._carrier_paused = False
         if self._sources_paused:
             self._sources_paused = False
-            for stream in list(self._streams.values()):
+            # The streams that wrote longest ago first: a TCP source resumed
+            # first is read first (epoll reports ready connections in the
+            # order they were re-armed), and the carrier fills up again after
+            # a few reads.  Resuming in a fixed order served the same few
+            # streams every round and starved the rest (Jain's index of 64
+            # downloads 0.6; 1.0 is fair).
+            streams = sorted(self._streams.values(), key=_last_write)
+            for stream in streams:
                 stream._update_producer()
 
     def _pause_sources(self) -> None:

@@ -280,6 +280,34 @@ class FlowControl(SynchronousTestCase):
         pair.pump()
         assert len(acceptor.protocols[0].data) == 3 * len(BULK)
 
+    def test_sources_resume_least_recently_written_first(self) -> None:
+        """
+        Fairness: after a congested carrier drains, the source that wrote
+        longest ago resumes (and so is read) first.
+        """
+        pair = Pair(ProtocolAcceptor(Collect), SessionConfig(carrier_slack=0))
+        resumed: list[str] = []
+
+        @implementer(IPushProducer)
+        class Ordered(Source):
+            def __init__(self, name: str) -> None:
+                super().__init__()
+                self.name = name
+
+            def resumeProducing(self) -> None:
+                super().resumeProducing()
+                resumed.append(self.name)
+
+        clients = {name: Collect() for name in ("a", "b", "c")}
+        for name, client in clients.items():
+            self.successResultOf(pair.connect(f"{name}:1", client))
+            client.transport.registerProducer(Ordered(name), True)  # type: ignore[union-attr]
+        for name in ("b", "c", "a"):
+            clients[name].transport.write(BULK)  # type: ignore[union-attr]
+        pair.hub.pause_writing()
+        pair.hub.resume_writing()
+        assert resumed == ["b", "c", "a"]
+
     def test_a_congested_carrier_does_not_stop_small_writers(self) -> None:
         """
         Head-of-line fairness: while the carrier is congested by a bulk
