@@ -201,6 +201,19 @@ class Source:
 
 
 class FlowControl(SynchronousTestCase):
+    def produced(self, pair: Pair, count: int) -> list[tuple[Any, Source]]:
+        """
+        C{count} streams opened by the hub, each with a streaming source
+        registered on it: (the client protocol, its source).
+        """
+        streams = []
+        for i in range(count):
+            client, source = Collect(), Source()
+            self.successResultOf(pair.connect(f"t{i}:1", client))
+            client.transport.registerProducer(source, True)  # type: ignore[union-attr]
+            streams.append((client, source))
+        return streams
+
     def test_slow_reader_stops_only_its_own_stream(self) -> None:
         """
         Head-of-line isolation, asserted by progress: with one reader paused
@@ -262,12 +275,7 @@ class FlowControl(SynchronousTestCase):
         config = SessionConfig(carrier_slack=3 * len(BULK))
         acceptor = ProtocolAcceptor(Collect)
         pair = Pair(acceptor, config)
-        writer, quiet = Collect(), Collect()
-        self.successResultOf(pair.connect("x:1", writer))
-        self.successResultOf(pair.connect("y:1", quiet))
-        writer_source, quiet_source = Source(), Source()
-        writer.transport.registerProducer(writer_source, True)  # type: ignore[union-attr]
-        quiet.transport.registerProducer(quiet_source, True)  # type: ignore[union-attr]
+        (writer, writer_source), (quiet, quiet_source) = self.produced(pair, 2)
         quiet.transport.write(BULK)  # type: ignore[union-attr]
         pair.hub.pause_writing()
         for _ in range(2):
@@ -315,12 +323,7 @@ class FlowControl(SynchronousTestCase):
         its source running, until it writes a bulk chunk itself.
         """
         pair = Pair(ProtocolAcceptor(Collect), SessionConfig(carrier_slack=0))
-        bulk, interactive = Collect(), Collect()
-        self.successResultOf(pair.connect("x:1", bulk))
-        self.successResultOf(pair.connect("y:1", interactive))
-        bulk_source, interactive_source = Source(), Source()
-        bulk.transport.registerProducer(bulk_source, True)  # type: ignore[union-attr]
-        interactive.transport.registerProducer(interactive_source, True)  # type: ignore[union-attr]
+        (bulk, bulk_source), (interactive, interactive_source) = self.produced(pair, 2)
         bulk.transport.write(BULK)  # type: ignore[union-attr]
         pair.hub.pause_writing()
         assert bulk_source.paused
