@@ -8,6 +8,7 @@ import base64
 import http.client
 import json
 import math
+import os
 import socket
 import ssl
 import sys
@@ -65,6 +66,19 @@ def percentile(samples: list[float], fraction: float) -> float:
     ordered = sorted(samples)
     rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[min(rank, len(ordered)) - 1]
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """
+    User + system CPU time of process C{pid} in seconds (Linux); 0 once it is
+    gone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def process_rss_kib(pid: int) -> int:

@@ -47,6 +47,7 @@ from _common import (
     free_port,
     kubeconfig_client,
     percentile,
+    process_cpu_seconds,
     process_rss_kib,
     say,
 )
@@ -75,6 +76,8 @@ class Target:
         self.busy = 0.0
         self.bulk_bytes = 0
         self.bulk_seconds = 0.0
+        # CPU seconds each fleet process spent during this path's timed GETs.
+        self.cpu: dict[str, float] = {}
 
     def get(self, path: str) -> bytes:
         status, body = self.client.request("GET", path)
@@ -219,7 +222,12 @@ def cluster_id(parent: Client) -> str:
 
 
 def latency_rounds(
-    targets: list[Target], count: int, warmup: int, rounds: int, deadline: float
+    targets: list[Target],
+    count: int,
+    warmup: int,
+    rounds: int,
+    deadline: float,
+    pids: dict[str, int],
 ) -> None:
     for target in targets:
         for _ in range(warmup):
@@ -227,6 +235,7 @@ def latency_rounds(
     per_round = max(1, count // rounds)
     for _ in range(rounds):
         for target in targets:
+            cpu_before = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
             started_round = time.perf_counter()
             for _ in range(per_round):
                 if time.monotonic() > deadline:
@@ -235,6 +244,9 @@ def latency_rounds(
                 target.get(target.small_path)
                 target.latencies.append(time.perf_counter() - started)
             target.busy += time.perf_counter() - started_round
+            for name, pid in pids.items():
+                spent = process_cpu_seconds(pid) - cpu_before[name]
+                target.cpu[name] = target.cpu.get(name, 0.0) + spent
 
 
 def bulk_runs(
@@ -273,6 +285,22 @@ def report(targets: dict[str, Target], count: int, bulk_repeat: int) -> None:
                 ratio=round(value / base, 2),
                 samples=len(target.latencies),
             )
+    for target in others:
+        # What clusternet's own processes (the hub and the agents) spend per
+        # request; the sandboxes stand in for API servers.
+        per_request = {
+            name: round(seconds * 1000 / len(target.latencies), 3)
+            for name, seconds in target.cpu.items()
+        }
+        ours = sum(v for k, v in per_request.items() if k == "hub" or "agent" in k)
+        emit(
+            f"proxy_small_get_cpu_{target.name}",
+            ours,
+            "ms/request",
+            None,
+            what="CPU of the hub and agent processes per small GET",
+            **{f"cpu_ms_{k.replace('-', '_')}": v for k, v in per_request.items()},
+        )
     base_rate = len(direct.latencies) / direct.busy
     for target in others:
         rate = len(target.latencies) / target.busy
@@ -367,7 +395,12 @@ def main() -> int:
             f"{args.rounds} rounds over {', '.join(targets)}"
         )
         latency_rounds(
-            list(targets.values()), args.count, args.warmup, args.rounds, deadline
+            list(targets.values()),
+            args.count,
+            args.warmup,
+            args.rounds,
+            deadline,
+            {p.name: p.popen.pid for p in fleet.processes},
         )
         say(f"Bulk GETs: {objects} ConfigMaps in one list, {args.bulk_repeat} times")
         bulk_runs(list(targets.values()), args.bulk_repeat, objects, deadline)
