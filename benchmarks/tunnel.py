@@ -22,6 +22,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -388,6 +389,50 @@ class Hub:
         return d
 
 
+# Every process this benchmark starts, so that none outlives it.
+_children: list[subprocess.Popen[bytes]] = []
+
+
+def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
+    # The child exits when its stdin closes, i.e. when this process is gone
+    # however it ended (see _exit_with_parent).
+    child = subprocess.Popen(
+        [sys.executable, __file__, *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    _children.append(child)
+    return child
+
+
+def _stop_children() -> None:
+    for child in _children:
+        if child.poll() is None:
+            child.terminate()
+    for child in _children:
+        try:
+            child.wait(10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+    _children.clear()
+
+
+def _exit_with_parent() -> None:
+    """
+    In a child: exit as soon as the benchmark that started it is gone.
+    """
+
+    def watch() -> None:
+        # The raw descriptor: a buffered read would hold a lock that stops
+        # the interpreter from finalizing when the child ends normally.
+        while os.read(0, 4096):
+            pass
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 async def run_agent(
     reactor: Any,
     hub: Hub,
@@ -396,10 +441,8 @@ async def run_agent(
     source_port: int,
     sessions: int = 1,
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    proc = subprocess.Popen(
+    proc = _spawn(
         [
-            sys.executable,
-            __file__,
             "--agent",
             "--hub-port",
             str(hub.port.getHost().port),
@@ -411,20 +454,17 @@ async def run_agent(
             str(sessions),
             "--source-port",
             str(source_port),
-        ],
-        stdout=subprocess.PIPE,
+        ]
     )
     line = await _read_line(reactor, proc)
     await hub.wait_for(sessions)
     return proc, json.loads(line)
 
 
-async def run_source(reactor: Any) -> tuple[subprocess.Popen[bytes], int]:
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--source"], stdout=subprocess.PIPE
-    )
+async def run_source(reactor: Any) -> int:
+    proc = _spawn(["--source"])
     line = await _read_line(reactor, proc)
-    return proc, int(json.loads(line)["source_port"])
+    return int(json.loads(line)["source_port"])
 
 
 async def _read_line(reactor: Any, proc: subprocess.Popen[bytes]) -> bytes:
@@ -559,11 +599,10 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
     tests = args.tests.split(",")
     direct_bulk: tuple[float, dict[str, Any]] | None = None
     direct_echo: tuple[float, float, dict[str, Any]] | None = None
-    source: subprocess.Popen[bytes] | None = None
     source_port = 0
-    if not args.source_in_agent:
-        source, source_port = await run_source(reactor)
     try:
+        if not args.source_in_agent:
+            source_port = await run_source(reactor)
         for carrier in args.carriers.split(","):
             hub = Hub(reactor, carrier, None if carrier == "ws" else tls)
             proc, info = await run_agent(
@@ -671,9 +710,7 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
         proc.wait()
     finally:
         os.unlink(ca_file.name)
-        if source is not None:
-            source.terminate()
-            source.wait()
+        _stop_children()
 
 
 def main() -> None:
@@ -712,6 +749,8 @@ def main() -> None:
     parser.add_argument("--ca", help=argparse.SUPPRESS)
     parser.add_argument("--sessions", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.agent or args.source:
+        _exit_with_parent()
     entry = agent_main if args.agent else source_main if args.source else hub_main
     task.react(lambda reactor: defer.Deferred.fromCoroutine(entry(reactor, args)))
 
