@@ -741,6 +741,13 @@ def main() -> None:
         help="run the target server inside the agent process (sharing its "
         "core), not as a process of its own like an API server",
     )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=0,
+        help="seconds the whole run may take before it stops with an error "
+        "(default: 600, 2400 with --full)",
+    )
     parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--source", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--source-port", type=int, default=0, help=argparse.SUPPRESS)
@@ -751,8 +758,27 @@ def main() -> None:
     args = parser.parse_args()
     if args.agent or args.source:
         _exit_with_parent()
-    entry = agent_main if args.agent else source_main if args.source else hub_main
-    task.react(lambda reactor: defer.Deferred.fromCoroutine(entry(reactor, args)))
+    if args.agent or args.source:
+        entry = agent_main if args.agent else source_main
+        task.react(lambda reactor: defer.Deferred.fromCoroutine(entry(reactor, args)))
+        return
+    budget = args.budget or (2400.0 if args.full else 600.0)
+
+    def bounded(reactor: Any) -> defer.Deferred[None]:
+        # A stalled stream would otherwise wait forever: the run ends with
+        # an error once its time is up (children stop in hub_main's finally).
+        run = defer.Deferred.fromCoroutine(hub_main(reactor, args))
+        return run.addTimeout(budget, reactor).addErrback(_over_budget, budget)
+
+    task.react(bounded)
+
+
+def _over_budget(failure: Any, budget: float) -> None:
+    if failure.check(defer.TimeoutError):
+        sys.stderr.write(f"Error: the benchmark took over its {budget:.0f} s budget\n")
+        _stop_children()
+        raise SystemExit(1)
+    failure.raiseException()
 
 
 if __name__ == "__main__":
