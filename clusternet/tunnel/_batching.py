@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, ISSLTransport
 
 __all__ = ["ReadBatcher"]
 
@@ -37,6 +37,18 @@ class ReadBatcher:
         self._deliver = deliver
         self._pieces: list[bytes] = []
         self._call: IDelayedCall | None = None
+
+    @classmethod
+    def for_transport(
+        cls, transport: object, clock: IReactorTime, deliver: Callable[[bytes], None]
+    ) -> ReadBatcher | None:
+        """
+        A batcher for what C{transport} receives when it is TLS, else C{None}
+        (a plain connection hands over a whole read at once already).
+        """
+        if ISSLTransport.providedBy(transport):
+            return cls(clock, deliver)
+        return None
 
     def add(self, data: bytes) -> None:
         if len(data) < RECORD:

@@ -36,7 +36,7 @@ from clusternet.tunnel._codec import ErrorCode, OpenFailReason
 from clusternet.tunnel._errors import OpenRefused
 from clusternet.tunnel._interfaces import IDialPolicy, IStreamAcceptor
 from clusternet.tunnel._metrics import TunnelMetrics
-from clusternet.tunnel._tuning import send_promptly, set_no_delay, tune_transport
+from clusternet.tunnel._tuning import send_promptly, tune_transport
 
 __all__ = [
     "AllowList",
@@ -212,7 +212,6 @@ class _TargetSide(Protocol):
     def connectionMade(self) -> None:
         # Nothing may be read before the stream is there to take it.
         tune_transport(self.transport)
-        set_no_delay(self.transport)
         self.transport.pauseProducing()  # type: ignore[union-attr]
 
     def stream_ready(self, stream_side: _StreamSide) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.error import ConnectionDone
-from twisted.internet.interfaces import IAddress, IPushProducer, ISSLTransport
+from twisted.internet.interfaces import IAddress, IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -17,7 +17,6 @@ from clusternet.tunnel._batching import ReadBatcher
 from clusternet.tunnel._interfaces import ITunnelProtocol, ITunnelTransport
 from clusternet.tunnel._tuning import (
     send_promptly,
-    set_no_delay,
     tune_allocator,
     tune_transport,
 )
@@ -41,13 +40,14 @@ class StreamCarrierProtocol(Protocol):
     def connectionMade(self) -> None:
         transport: Any = self.transport
         tune_transport(transport)
-        set_no_delay(transport)
         tune_allocator()
         self.peer = str(transport.getPeer())
         transport.registerProducer(self, True)
         clock = getattr(self.session, "clock", None)
-        if ISSLTransport.providedBy(transport) and clock is not None:
-            self._batcher = ReadBatcher(clock, self.session.data_received)
+        if clock is not None:
+            self._batcher = ReadBatcher.for_transport(
+                transport, clock, self.session.data_received
+            )
         self.session.connection_made(self)
 
     def dataReceived(self, data: bytes) -> None:

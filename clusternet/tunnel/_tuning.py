@@ -71,12 +71,14 @@ def tune_allocator() -> bool:
 def tune_transport(transport: Any, size: int = READ_SIZE) -> None:
     """
     Raise the read size, the pause level and the send size of C{transport},
-    or of the TCP connection it wraps (TLS), to C{size}.
+    or of the TCP connection it wraps (TLS), to C{size}, and turn Nagle's
+    algorithm off on it (L{set_no_delay}).
     """
     connection = _connection_under(transport)
     if connection is not None:
         connection.bufferSize = size
         connection.SEND_LIMIT = size
+        set_no_delay(connection)
 
 
 #: Writes up to this size are small: interactive traffic rather than bulk.

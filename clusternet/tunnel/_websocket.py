@@ -26,7 +26,6 @@ from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import (
     IPushProducer,
     IReactorTime,
-    ISSLTransport,
     IStreamClientEndpoint,
 )
 from twisted.logger import Logger
@@ -39,7 +38,6 @@ from clusternet.tunnel._interfaces import ITunnelTransport
 from clusternet.tunnel._session import TunnelSession
 from clusternet.tunnel._tuning import (
     send_promptly,
-    set_no_delay,
     tune_allocator,
     tune_transport,
 )
@@ -85,17 +83,16 @@ class _CarrierMixin:
             # connection.
             transport.unregisterProducer()
         transport.registerProducer(self, True)
+        # Also turns Nagle off: autobahn's own tcpNoDelay option never reached
+        # a client's socket (its attempt fails quietly before the options are
+        # applied), so an agent's second small message waited up to 40 ms.
         tune_transport(transport)
-        # autobahn's own tcpNoDelay option never reached a client's socket
-        # (its attempt fails quietly before the options are applied), so an
-        # agent's second small message waited up to 40 ms behind the first.
-        set_no_delay(transport)
         tune_allocator()
-        if ISSLTransport.providedBy(transport):
-            self._batcher = ReadBatcher(
-                self.session.clock,
-                super().dataReceived,  # type: ignore[misc]
-            )
+        self._batcher = ReadBatcher.for_transport(
+            transport,
+            self.session.clock,
+            super().dataReceived,  # type: ignore[misc]
+        )
         self._carrier_open = True
         self.session.connection_made(self)
 
