@@ -31,7 +31,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import emit, rss_kib
+from _common import emit as _emit
+from _common import rss_kib
+from _link import ShapedLink, link_unavailable
 
 from twisted.internet import defer, task
 from twisted.internet.endpoints import (
@@ -49,6 +51,15 @@ from clusternet.tunnel._tuning import tune_transport
 
 MiB = 1024 * 1024
 CHUNK = b"\xa5" * (1024 * 1024)
+
+# Added to every result line: the link the run was measured over (--link).
+_link_fields: dict[str, Any] = {}
+
+
+def emit(
+    name: str, value: float, unit: str, baseline: float | None = None, **extra: Any
+) -> None:
+    _emit(name, value, unit, baseline, **extra, **_link_fields)
 
 
 # -- the source / echo server (agent side) -----------------------------------
@@ -114,7 +125,7 @@ async def agent_main(reactor: Any, args: argparse.Namespace) -> None:
     if args.source_port:
         source_port = args.source_port
     else:
-        port = reactor.listenTCP(0, Factory.forProtocol(Source), interface="127.0.0.1")
+        port = reactor.listenTCP(0, Factory.forProtocol(Source), interface=args.listen)
         source_port = port.getHost().port
     sessions = []
 
@@ -128,19 +139,18 @@ async def agent_main(reactor: Any, args: argparse.Namespace) -> None:
         sessions.append(session)
         return session
 
-    endpoint: Any = TCP4ClientEndpoint(reactor, "127.0.0.1", args.hub_port)
+    hub_host = args.hub_host
+    endpoint: Any = TCP4ClientEndpoint(reactor, hub_host, args.hub_port)
     if args.carrier in ("wss", "tls"):
         ca = Certificate.loadPEM(Path(args.ca).read_bytes())
-        endpoint = wrapClientTLS(
-            optionsForClientTLS("127.0.0.1", trustRoot=ca), endpoint
-        )
+        endpoint = wrapClientTLS(optionsForClientTLS(hub_host, trustRoot=ca), endpoint)
     for _ in range(args.sessions):
         if args.carrier in ("ws", "wss"):
             scheme = "wss" if args.carrier == "wss" else "ws"
             await connect_websocket(
                 reactor,
                 endpoint,
-                f"{scheme}://127.0.0.1:{args.hub_port}/tunnel",
+                f"{scheme}://{hub_host}:{args.hub_port}/tunnel",
                 make,
                 {"Authorization": "Bearer bench"},
             )
@@ -156,7 +166,7 @@ async def source_main(reactor: Any, args: argparse.Namespace) -> None:
     """
     The target server on its own, as an API server is beside an agent.
     """
-    port = reactor.listenTCP(0, Factory.forProtocol(Source), interface="127.0.0.1")
+    port = reactor.listenTCP(0, Factory.forProtocol(Source), interface=args.listen)
     print(json.dumps({"source_port": port.getHost().port}), flush=True)
     await defer.Deferred()
 
@@ -340,7 +350,9 @@ async def echo_under_load(
 
 
 class Hub:
-    def __init__(self, reactor: Any, carrier: str, tls: Any) -> None:
+    def __init__(
+        self, reactor: Any, carrier: str, tls: Any, host: str = "127.0.0.1"
+    ) -> None:
         from autobahn.twisted.resource import WebSocketResource
         from twisted.web.resource import Resource
         from twisted.web.server import Site
@@ -372,9 +384,9 @@ class Hub:
         else:
             factory = StreamCarrierFactory(new_session)
         if tls is None:
-            self.port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+            self.port = reactor.listenTCP(0, factory, interface=host)
         else:
-            self.port = reactor.listenSSL(0, factory, tls, interface="127.0.0.1")
+            self.port = reactor.listenSSL(0, factory, tls, interface=host)
 
     def _check(self) -> None:
         ready = sum(1 for s in self.sessions if s.ready)
@@ -393,11 +405,19 @@ class Hub:
 _children: list[subprocess.Popen[bytes]] = []
 
 
+# Where the agent and the target server run: the command that puts a child
+# on the agent's side of a shaped link (see _link.py), and the addresses.
+_agent_side: list[str] = []
+_hub_host = "127.0.0.1"
+_agent_host = "127.0.0.1"
+
+
 def _spawn(args: list[str]) -> subprocess.Popen[bytes]:
     # The child exits when its stdin closes, i.e. when this process is gone
     # however it ended (see _exit_with_parent).
+    listen = "0.0.0.0" if _agent_side else "127.0.0.1"
     child = subprocess.Popen(
-        [sys.executable, __file__, *args],
+        [*_agent_side, sys.executable, __file__, *args, "--listen", listen],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
@@ -446,6 +466,8 @@ async def run_agent(
             "--agent",
             "--hub-port",
             str(hub.port.getHost().port),
+            "--hub-host",
+            _hub_host,
             "--carrier",
             carrier,
             "--ca",
@@ -588,7 +610,7 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
     from clusternet.pki import issue_certificate, make_ca
 
     ca = make_ca("bench-ca")
-    pair = issue_certificate(ca, "127.0.0.1", hosts=["127.0.0.1"], server=True)
+    pair = issue_certificate(ca, _hub_host, hosts=[_hub_host], server=True)
     tls = PrivateCertificate.loadPEM(pair.certificate_pem + pair.key_pem).options()
     ca_file = tempfile.NamedTemporaryFile(suffix=".pem", delete=False)
     ca_file.write(ca.certificate_pem)
@@ -604,13 +626,13 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
         if not args.source_in_agent:
             source_port = await run_source(reactor)
         for carrier in args.carriers.split(","):
-            hub = Hub(reactor, carrier, None if carrier == "ws" else tls)
+            hub = Hub(reactor, carrier, None if carrier == "ws" else tls, _hub_host)
             proc, info = await run_agent(
                 reactor, hub, carrier, ca_file.name, source_port
             )
             measure = Measure(runs, proc.pid)
             target = f"127.0.0.1:{info['source_port']}"
-            direct = TCP4ClientEndpoint(reactor, "127.0.0.1", info["source_port"])
+            direct = TCP4ClientEndpoint(reactor, _agent_host, info["source_port"])
             through = hub.sessions[0].endpoint_for(target)
             if "bulk" in tests:
                 if direct_bulk is None:
@@ -674,7 +696,9 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
                     baseline_bulk_mib_s=round(base[2], 1),
                 )
                 emit("echo_rtt_p99_beside_bulk_ws", p99, "us", base[1])
-            if carrier == "ws" and "ssh" in tests:
+            if carrier == "ws" and "ssh" in tests and _agent_side:
+                emit("ssh_peer_skipped", 0, "", None, reason="not over --link")
+            elif carrier == "ws" and "ssh" in tests:
                 await ssh_peer(
                     reactor,
                     measure,
@@ -692,7 +716,7 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
         if "idle" not in tests:
             return
         # Memory per idle session, measured in the hub process.
-        hub = Hub(reactor, "ws", None)
+        hub = Hub(reactor, "ws", None, _hub_host)
         before = rss_kib()
         proc, info = await run_agent(
             reactor, hub, "ws", ca_file.name, source_port, args.idle
@@ -748,10 +772,19 @@ def main() -> None:
         help="seconds the whole run may take before it stops with an error "
         "(default: 600, 2400 with --full)",
     )
+    parser.add_argument(
+        "--link",
+        metavar="RATE",
+        help="run the agent and the target server in a network namespace of "
+        "their own, joined to the hub's by a link shaped to RATE each way "
+        "(tc syntax: 100mbit, 20mbit), as an edge site's uplink; needs root",
+    )
     parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--source", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--source-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--hub-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--hub-host", default="127.0.0.1", help=argparse.SUPPRESS)
+    parser.add_argument("--listen", default="127.0.0.1", help=argparse.SUPPRESS)
     parser.add_argument("--carrier", default="ws", help=argparse.SUPPRESS)
     parser.add_argument("--ca", help=argparse.SUPPRESS)
     parser.add_argument("--sessions", type=int, default=1, help=argparse.SUPPRESS)
@@ -763,6 +796,21 @@ def main() -> None:
         task.react(lambda reactor: defer.Deferred.fromCoroutine(entry(reactor, args)))
         return
     budget = args.budget or (2400.0 if args.full else 600.0)
+    link = None
+    if args.link:
+        why = link_unavailable()
+        if why is not None:
+            sys.stderr.write(f"Error: --link {why}\n")
+            raise SystemExit(2)
+        try:
+            link = ShapedLink(args.link)
+        except RuntimeError as e:
+            sys.stderr.write(f"Error: --link: {e}\n")
+            raise SystemExit(2) from None
+        global _hub_host, _agent_host
+        _agent_side[:] = link.prefix
+        _hub_host, _agent_host = link.hub_host, link.agent_host
+        _link_fields["link"] = args.link
 
     def bounded(reactor: Any) -> defer.Deferred[None]:
         # A stalled stream would otherwise wait forever: the run ends with
@@ -770,7 +818,11 @@ def main() -> None:
         run = defer.Deferred.fromCoroutine(hub_main(reactor, args))
         return run.addTimeout(budget, reactor).addErrback(_over_budget, budget)
 
-    task.react(bounded)
+    try:
+        task.react(bounded)
+    finally:
+        if link is not None:
+            link.close()
 
 
 def _over_budget(failure: Any, budget: float) -> None:

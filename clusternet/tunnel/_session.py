@@ -4,7 +4,6 @@ The Twisted side of a tunnel session: streams as transports, keepalive, drain.
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -95,13 +94,6 @@ class SessionConfig:
     ping_interval: float = field(default=10.0, validator=_positive)
     ping_timeout: float = field(default=30.0, validator=_positive)
     open_timeout: float = field(default=30.0, validator=_positive)
-    #: Bytes the carrier is handed after it asked us to pause, before the
-    #: streams' sources are paused.  The carrier asks at its own (small)
-    #: buffer level and lets go once that buffer is empty; pausing every
-    #: source each time made a pause/resume round of all streams per MiB
-    #: sent.  This slack spaces the rounds out; the carrier holds at most its
-    #: level, the slack and one read more.
-    carrier_slack: int = 3 * 1024 * 1024
 
     def hello(self) -> Hello:
         return Hello(
@@ -123,12 +115,10 @@ class TunnelAddress:
     stream_id: int
 
 
-# Orders the writes of all streams (see TunnelSession.resume_writing).
-_writes = itertools.count(1)
-
-
-def _last_write(stream: TunnelStream) -> int:
-    return stream._last_write
+#: While the carrier is congested, bytes a queued stream hands it per turn of
+#: the round (see TunnelSession._drain), and bytes handed per carrier write.
+QUANTUM = 256 * 1024
+_DRAIN_BATCH = 1024 * 1024
 
 
 @implementer(ITransport, IConsumer, IPushProducer)
@@ -168,11 +158,12 @@ class TunnelStream:
         self._fin_wanted = False
         self._fin_sent = False
         self._closed_reason: Failure | None = None
-        # The last write was a bulk one: this stream's source is among those
-        # paused while the carrier is congested (see _update_producer).
-        self._bulk = False
-        # When this stream last wrote, in the order of all streams' writes.
-        self._last_write = 0
+        # In the session's round of streams waiting for a congested carrier.
+        self._queued = False
+        # Bytes written straight through during the carrier's current
+        # congestion (the session's _congestion counts them), see _light.
+        self._congestion = 0
+        self._congestion_bytes = 0
 
     def __repr__(self) -> str:
         return f"<TunnelStream {self.stream_id} to {self.target}>"
@@ -196,14 +187,16 @@ class TunnelStream:
         if type(data) is not bytes:
             # The payload goes out by reference: a copy of anything mutable.
             data = bytes(data)
-        self._bulk = len(data) > SMALL_WRITE
-        self._last_write = next(_writes)
-        if self._pending:
+        session = self.session
+        if self._pending or (session._carrier_paused and not self._light(len(data))):
+            # Behind bytes already waiting, or the carrier is congested and
+            # this stream is a bulk one: wait for the stream's turn.
             self._pending.append(data)
             self._pending_size += len(data)
+            if session._carrier_paused:
+                session._enqueue(self)
             self._update_producer()
             return
-        session = self.session
         try:
             taken = session._machine.send_data(self.stream_id, data)
         except LocalStreamError:
@@ -214,8 +207,6 @@ class TunnelStream:
             self._pending_size += len(rest)
             self._update_producer()
         session._flush()
-        if self._bulk and session._sources_paused and not self._producer_paused:
-            self._update_producer()
 
     def writeSequence(self, data: Iterable[bytes]) -> None:
         self.write(b"".join(data))
@@ -293,15 +284,28 @@ class TunnelStream:
 
     # -- internals -------------------------------------------------------
 
+    def _light(self, size: int) -> bool:
+        """
+        Whether a write of C{size} bytes, while the carrier is congested, may
+        still go straight to it: yes for the first L{SMALL_WRITE} bytes a
+        stream writes during one congestion.  A request, a reply or a
+        keystroke does not wait behind the bulk streams' bytes; a stream that
+        writes more is a bulk one and takes its turns in the round.
+        """
+        congestion = self.session._congestion
+        if self._congestion != congestion:
+            self._congestion = congestion
+            self._congestion_bytes = 0
+        self._congestion_bytes += size
+        return self._congestion_bytes <= SMALL_WRITE
+
     def _update_producer(self) -> None:
         producer = self._producer
         if producer is None or not self._streaming:
             return
-        # A congested carrier stops the sources of bulk streams only: a
-        # stream that writes little (a request, a reply, a keystroke) goes on,
-        # instead of waiting behind the bulk bytes for the carrier to drain.
-        # It is stopped too once it writes a bulk chunk.
-        blocked = bool(self._pending) or (self.session._sources_paused and self._bulk)
+        # The source stops while bytes wait here (for the window, or for this
+        # stream's turn on a congested carrier), and only this stream's.
+        blocked = bool(self._pending)
         if blocked and not self._producer_paused:
             self._producer_paused = True
             producer.pauseProducing()
@@ -323,23 +327,52 @@ class TunnelStream:
             self._finish(Failure(ConnectionDone("stream closed")))
 
     def _window_opened(self) -> None:
-        machine = self.session._machine
+        session = self.session
+        if session._carrier_paused:
+            session._enqueue(self)
+            return
+        self._send_pending(None)
+        session._flush()
+
+    def _send_pending(self, limit: int | None) -> int:
+        """
+        Hand the session up to C{limit} (or all, for C{None}) of the waiting
+        bytes, as far as the send window allows; return how many.  A stream
+        with bytes and window left goes back into the round.
+        """
+        if self.disconnected:
+            return 0
+        session = self.session
+        machine = session._machine
         pending = self._pending
-        while pending:
+        sent = 0
+        while pending and (limit is None or sent < limit):
             head = pending[0]
+            room = len(head) if limit is None else min(len(head), limit - sent)
             try:
-                taken = machine.send_data(self.stream_id, head)
+                taken = machine.send_data(
+                    self.stream_id,
+                    head if room == len(head) else memoryview(head)[:room],
+                )
             except LocalStreamError:
-                return
-            if taken == 0:
-                break
+                return sent
+            sent += taken
             self._pending_size -= taken
             if taken < len(head):
                 pending[0] = memoryview(head)[taken:]
-                break
-            pending.popleft()
-        self.session._flush()
-        if not pending:
+                if taken < room:
+                    break
+            else:
+                pending.popleft()
+        if pending:
+            if machine.send_window(self.stream_id) > 0:
+                session._enqueue(self)
+        else:
+            self._all_sent()
+        return sent
+
+    def _all_sent(self) -> None:
+        if not self._pending:
             if self._fin_wanted:
                 self._send_fin()
                 if self.disconnecting and not self.disconnected:
@@ -490,11 +523,13 @@ class TunnelSession:
         self._accepting: dict[int, Deferred[IProtocol]] = {}
         self._ready_waiters: list[Deferred[TunnelSession]] = []
         self._closed_waiters: list[Deferred[str]] = []
-        # The carrier asked us to pause; the sources are paused once it holds
-        # carrier_slack more bytes.
+        # The carrier asked us to pause (its buffer is full) and has not
+        # drained yet; the streams with bytes for it wait in _round, and
+        # _congestion counts such times (see TunnelStream._light).
         self._carrier_paused = False
-        self._held_since_pause = 0
-        self._sources_paused = False
+        self._congestion = 0
+        self._round: deque[TunnelStream] = deque()
+        self._draining = False
         self._timer: IDelayedCall | None = None
         self._last_received = 0.0
         self._next_ping = 0.0
@@ -607,28 +642,42 @@ class TunnelSession:
         if self._carrier_paused:
             return
         self._carrier_paused = True
-        self._held_since_pause = 0
-        if self.config.carrier_slack <= 0:
-            self._pause_sources()
+        self._congestion += 1
 
     def resume_writing(self) -> None:
         self._carrier_paused = False
-        if self._sources_paused:
-            self._sources_paused = False
-            # The streams that wrote longest ago first: a TCP source resumed
-            # first is read first (epoll reports ready connections in the
-            # order they were re-armed), and the carrier fills up again after
-            # a few reads.  Resuming in a fixed order served the same few
-            # streams every round and starved the rest (Jain's index of 64
-            # downloads 0.6; 1.0 is fair).
-            streams = sorted(self._streams.values(), key=_last_write)
-            for stream in streams:
-                stream._update_producer()
+        self._drain()
 
-    def _pause_sources(self) -> None:
-        self._sources_paused = True
-        for stream in list(self._streams.values()):
-            stream._update_producer()
+    # -- the round of streams waiting for a congested carrier --------------
+    #
+    # While the carrier's buffer is full, a bulk stream's writes wait in the
+    # stream (its source paused), not in the carrier: what the carrier holds
+    # is what everything written later waits behind, a request or a window
+    # update included.  Once it drains, the waiting streams take turns of
+    # QUANTUM bytes each, in the order they began to wait, until it is full
+    # again: every stream gets its share, and a stream's source resumes once
+    # its bytes are all sent.
+
+    def _enqueue(self, stream: TunnelStream) -> None:
+        if not stream._queued:
+            stream._queued = True
+            self._round.append(stream)
+
+    def _drain(self) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            queue = self._round
+            while queue and not self._carrier_paused and self.close_reason is None:
+                batch = 0
+                while queue and batch < _DRAIN_BATCH:
+                    stream = queue.popleft()
+                    stream._queued = False
+                    batch += stream._send_pending(QUANTUM)
+                self._flush()
+        finally:
+            self._draining = False
 
     # -- opening streams -------------------------------------------------
 
@@ -781,6 +830,7 @@ class TunnelSession:
         opening, self._opening = self._opening, {}
         accepting, self._accepting = self._accepting, {}
         streams, self._streams = self._streams, {}
+        self._round.clear()
         for d in opening.values():
             d.errback(TunnelClosed(string=message))
         for d2 in accepting.values():
@@ -847,10 +897,6 @@ class TunnelSession:
             size += len(chunk)
         self.metrics.bytes_out += size
         self.transport.write(out)
-        if self._carrier_paused and not self._sources_paused:
-            self._held_since_pause += size
-            if self._held_since_pause > self.config.carrier_slack:
-                self._pause_sources()
 
     # -- stream bookkeeping ------------------------------------------------
 

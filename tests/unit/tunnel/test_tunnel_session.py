@@ -37,6 +37,8 @@ from clusternet.tunnel import (
     TunnelClosed,
     TunnelStreamReset,
 )
+from clusternet.tunnel._codec import Data, FrameDecoder
+from clusternet.tunnel._session import QUANTUM
 from clusternet.tunnel._tuning import SMALL_WRITE
 
 SMALL = SessionConfig(initial_window=64 * 1024, max_frame=16 * 1024, max_streams=64)
@@ -253,47 +255,58 @@ class FlowControl(SynchronousTestCase):
         assert slow_server.data == chunk * 10
         assert not slow_source.paused
 
-    def test_carrier_back_pressure_pauses_bulk_sources(self) -> None:
-        pair = Pair(ProtocolAcceptor(Collect), SessionConfig(carrier_slack=0))
-        client = Collect()
-        self.successResultOf(pair.connect("x:1", client))
-        source = Source()
-        client.transport.registerProducer(source, True)  # type: ignore[union-attr]
+    def carrier_frames(self, pair: Pair) -> list[Any]:
+        """
+        The frames the hub handed its carrier since the last pump, taken off.
+        """
+        transport = pair.link.transports[1]
+        data, transport.written = b"".join(transport.written), []
+        return FrameDecoder(max_frame=16 * 1024 * 1024).feed(data)
+
+    def data_order(self, pair: Pair, names: dict[int, str]) -> list[str]:
+        return [
+            names[frame.stream_id]
+            for frame in self.carrier_frames(pair)
+            if isinstance(frame, Data)
+        ]
+
+    def test_a_congested_carrier_holds_bulk_writes_in_their_streams(self) -> None:
+        """
+        While the carrier is full, a bulk write waits in its stream (and the
+        stream's source pauses) instead of growing what the carrier holds;
+        once the carrier drains, it is sent and the source resumes.
+        """
+        acceptor = ProtocolAcceptor(Collect)
+        pair = Pair(acceptor)
+        [(client, source)] = self.produced(pair, 1)
+        carrier = pair.link.transports[1]
+
+        def held() -> int:
+            return sum(len(chunk) for chunk in carrier.written)
+
         client.transport.write(BULK)  # type: ignore[union-attr]
+        assert not source.paused
+        before = held()
+        assert before > len(BULK)
         pair.hub.pause_writing()
+        client.transport.write(BULK)  # type: ignore[union-attr]
         assert source.paused
+        assert held() == before
         pair.hub.resume_writing()
         assert not source.paused
-
-    def test_sources_pause_once_the_carrier_holds_the_slack(self) -> None:
-        """
-        After the carrier asks to pause, the streams go on writing until it
-        was handed C{carrier_slack} more bytes; then the bulk streams' sources
-        pause (one that wrote nothing since it last sent bulk too), and they
-        resume when the carrier does.
-        """
-        config = SessionConfig(carrier_slack=3 * len(BULK))
-        acceptor = ProtocolAcceptor(Collect)
-        pair = Pair(acceptor, config)
-        (writer, writer_source), (quiet, quiet_source) = self.produced(pair, 2)
-        quiet.transport.write(BULK)  # type: ignore[union-attr]
-        pair.hub.pause_writing()
-        for _ in range(2):
-            writer.transport.write(BULK)  # type: ignore[union-attr]
-        assert not writer_source.paused and not quiet_source.paused
-        writer.transport.write(BULK)  # type: ignore[union-attr]
-        assert writer_source.paused and quiet_source.paused
-        pair.hub.resume_writing()
-        assert not writer_source.paused and not quiet_source.paused
+        assert held() > before + len(BULK)
+        client.transport.write(BULK)  # type: ignore[union-attr]
         pair.pump()
-        assert len(acceptor.protocols[0].data) == 3 * len(BULK)
+        assert acceptor.protocols[0].data == BULK * 3
 
-    def test_sources_resume_least_recently_written_first(self) -> None:
+    def test_streams_take_turns_on_a_congested_carrier(self) -> None:
         """
-        Fairness: after a congested carrier drains, the source that wrote
-        longest ago resumes (and so is read) first.
+        Fairness: the streams that waited for a congested carrier take turns
+        of QUANTUM bytes once it drains, in the order they began to wait, and
+        each source resumes once its stream's bytes are all sent.
         """
-        pair = Pair(ProtocolAcceptor(Collect), SessionConfig(carrier_slack=0))
+        acceptor = ProtocolAcceptor(Collect)
+        pair = Pair(acceptor)
         resumed: list[str] = []
 
         @implementer(IPushProducer)
@@ -307,31 +320,119 @@ class FlowControl(SynchronousTestCase):
                 resumed.append(self.name)
 
         clients = {name: Collect() for name in ("a", "b", "c")}
+        names = {}
         for name, client in clients.items():
             self.successResultOf(pair.connect(f"{name}:1", client))
             client.transport.registerProducer(Ordered(name), True)  # type: ignore[union-attr]
-        for name in ("b", "c", "a"):
-            clients[name].transport.write(BULK)  # type: ignore[union-attr]
+            names[client.transport.stream_id] = name  # type: ignore[union-attr]
+        self.carrier_frames(pair)
         pair.hub.pause_writing()
+        for name in ("b", "c", "a"):
+            clients[name].transport.write(b"x" * (2 * QUANTUM))  # type: ignore[union-attr]
+        assert self.carrier_frames(pair) == []
         pair.hub.resume_writing()
+        assert self.data_order(pair, names) == ["b", "c", "a", "b", "c", "a"]
         assert resumed == ["b", "c", "a"]
+
+    def test_the_round_stops_when_the_carrier_fills_again(self) -> None:
+        """
+        Draining stops as soon as the carrier asks to pause again; the rest
+        waits for the next drain, where the round goes on.
+        """
+        pair = Pair(ProtocolAcceptor(Collect))
+        (a, _), (b, _) = self.produced(pair, 2)
+        names = {
+            a.transport.stream_id: "a",  # type: ignore[union-attr]
+            b.transport.stream_id: "b",  # type: ignore[union-attr]
+        }
+        self.carrier_frames(pair)
+        pair.hub.pause_writing()
+        a.transport.write(b"x" * (3 * QUANTUM))  # type: ignore[union-attr]
+        b.transport.write(b"x" * (3 * QUANTUM))  # type: ignore[union-attr]
+        carrier = pair.link.transports[1]
+        write = carrier.write
+
+        def write_then_fill(data: Any) -> None:
+            write(data)
+            pair.hub.pause_writing()
+
+        carrier.write = write_then_fill  # type: ignore[method-assign]
+        pair.hub.resume_writing()
+        assert self.data_order(pair, names) == ["a", "b", "a", "b"]
+        carrier.write = write  # type: ignore[method-assign]
+        pair.hub.resume_writing()
+        assert self.data_order(pair, names) == ["a", "b"]
 
     def test_a_congested_carrier_does_not_stop_small_writers(self) -> None:
         """
         Head-of-line fairness: while the carrier is congested by a bulk
-        stream, a stream that writes small chunks (requests, replies) keeps
-        its source running, until it writes a bulk chunk itself.
+        stream, a stream that writes small chunks (requests, replies) goes
+        straight to the carrier, ahead of the bulk bytes, until it wrote
+        SMALL_WRITE bytes during this congestion; then it waits its turn.
         """
-        pair = Pair(ProtocolAcceptor(Collect), SessionConfig(carrier_slack=0))
+        pair = Pair(ProtocolAcceptor(Collect))
         (bulk, bulk_source), (interactive, interactive_source) = self.produced(pair, 2)
-        bulk.transport.write(BULK)  # type: ignore[union-attr]
+        names = {
+            bulk.transport.stream_id: "bulk",  # type: ignore[union-attr]
+            interactive.transport.stream_id: "interactive",  # type: ignore[union-attr]
+        }
+        self.carrier_frames(pair)
         pair.hub.pause_writing()
+        bulk.transport.write(BULK)  # type: ignore[union-attr]
         assert bulk_source.paused
+        request = b"GET / HTTP/1.1\r\n\r\n"
         for _ in range(5):
-            interactive.transport.write(b"GET / HTTP/1.1\r\n\r\n")  # type: ignore[union-attr]
+            interactive.transport.write(request)  # type: ignore[union-attr]
             assert not interactive_source.paused
+        assert self.data_order(pair, names) == ["interactive"] * 5
         interactive.transport.write(BULK)  # type: ignore[union-attr]
         assert interactive_source.paused
+        pair.hub.resume_writing()
+        assert self.data_order(pair, names) == ["bulk", "interactive"]
+        # A new congestion: small writes go straight through again.
+        pair.hub.pause_writing()
+        interactive.transport.write(request)  # type: ignore[union-attr]
+        assert self.data_order(pair, names) == ["interactive"]
+
+    def test_a_carrier_that_pauses_and_resumes_loses_and_reorders_nothing(
+        self,
+    ) -> None:
+        """
+        Random writes, half-closes and carrier congestion: every stream's
+        bytes arrive exact and in order, followed by its FIN.
+        """
+        pair = Pair(ProtocolAcceptor(Echo), SMALL)
+        rng = random.Random(7)
+        clients = []
+        for _ in range(12):
+            client = Collect()
+            self.successResultOf(pair.connect("echo:1", client))
+            clients.append((client, bytearray()))
+        half_closed: set[int] = set()
+        for step in range(300):
+            client, sent = rng.choice(clients)
+            if id(client) not in half_closed:
+                chunk = rng.randbytes(rng.choice([1, 100, 5000, 70_000, 300_000]))
+                client.transport.write(chunk)  # type: ignore[union-attr]
+                sent.extend(chunk)
+            if rng.random() < 0.3:
+                if pair.hub._carrier_paused:
+                    pair.hub.resume_writing()
+                else:
+                    pair.hub.pause_writing()
+            if rng.random() < 0.2:
+                pair.pump()
+            if step > 200 and rng.random() < 0.1:
+                client.transport.loseWriteConnection()  # type: ignore[union-attr]
+                half_closed.add(id(client))
+        pair.hub.resume_writing()
+        for client, _ in clients:
+            client.transport.loseWriteConnection()  # type: ignore[union-attr]
+        pair.pump()
+        for client, sent in clients:
+            assert client.data == bytes(sent)
+            assert client.lost is not None and client.lost.check(ConnectionDone)
+        assert pair.hub.stream_count == 0 and pair.agent.stream_count == 0
 
     def test_data_beyond_the_window_resets_the_stream(self) -> None:
         acceptor = ProtocolAcceptor(Collect)
