@@ -117,6 +117,7 @@ async def agent_main(reactor: Any, args: argparse.Namespace) -> None:
         AllowList,
         DialingAcceptor,
         Role,
+        SessionConfig,
         StreamCarrierFactory,
         TunnelSession,
         connect_websocket,
@@ -135,7 +136,13 @@ async def agent_main(reactor: Any, args: argparse.Namespace) -> None:
             lambda h, p: TCP4ClientEndpoint(reactor, h, p),
             reactor,
         )
-        session = TunnelSession(Role.DIALER, reactor, acceptor=acceptor, name="bench")
+        session = TunnelSession(
+            Role.DIALER,
+            reactor,
+            acceptor=acceptor,
+            name="bench",
+            config=SessionConfig(carrier_queue=args.carrier_queue),
+        )
         sessions.append(session)
         return session
 
@@ -359,6 +366,7 @@ class Hub:
 
         from clusternet.tunnel import (
             Role,
+            SessionConfig,
             StreamCarrierFactory,
             TunnelSession,
             TunnelWebSocketServerFactory,
@@ -369,7 +377,12 @@ class Hub:
         self.waiting: list[tuple[int, defer.Deferred[None]]] = []
 
         def new_session(*_: Any) -> TunnelSession:
-            session = TunnelSession(Role.ACCEPTOR, reactor, name="bench-hub")
+            session = TunnelSession(
+                Role.ACCEPTOR,
+                reactor,
+                name="bench-hub",
+                config=SessionConfig(carrier_queue=_carrier_queue),
+            )
             self.sessions.append(session)
             session.when_ready().addCallback(lambda _: self._check())
             return session
@@ -408,6 +421,7 @@ _children: list[subprocess.Popen[bytes]] = []
 # Where the agent and the target server run: the command that puts a child
 # on the agent's side of a shaped link (see _link.py), and the addresses.
 _agent_side: list[str] = []
+_carrier_queue = 0
 _hub_host = "127.0.0.1"
 _agent_host = "127.0.0.1"
 
@@ -468,6 +482,8 @@ async def run_agent(
             str(hub.port.getHost().port),
             "--hub-host",
             _hub_host,
+            "--carrier-queue",
+            str(_carrier_queue),
             "--carrier",
             carrier,
             "--ca",
@@ -779,6 +795,13 @@ def main() -> None:
         "their own, joined to the hub's by a link shaped to RATE each way "
         "(tc syntax: 100mbit, 20mbit), as an edge site's uplink; needs root",
     )
+    parser.add_argument(
+        "--carrier-queue",
+        type=int,
+        default=0,
+        metavar="BYTES",
+        help="SessionConfig.carrier_queue of both ends (0: tuned for throughput)",
+    )
     parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--source", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--source-port", type=int, default=0, help=argparse.SUPPRESS)
@@ -796,6 +819,10 @@ def main() -> None:
         task.react(lambda reactor: defer.Deferred.fromCoroutine(entry(reactor, args)))
         return
     budget = args.budget or (2400.0 if args.full else 600.0)
+    global _carrier_queue
+    _carrier_queue = args.carrier_queue
+    if _carrier_queue:
+        _link_fields["carrier_queue"] = _carrier_queue
     link = None
     if args.link:
         why = link_unavailable()

@@ -10,11 +10,13 @@ from typing import ClassVar
 from twisted.python.usage import UsageError
 
 from clusternet._options import (
+    TUNNEL_QUEUE_HELP,
     ClusternetOptions,
     coerce_bool,
     coerce_choice,
     coerce_duration,
     coerce_positive_int,
+    coerce_tunnel_queue,
     coerce_url,
     require_readable_file,
 )
@@ -225,6 +227,7 @@ class AgentOptions(ClusternetOptions):
             "*.svc:443, 10.0.0.0/8:8000-8100).",
         ],
         ["kube-threads", None, "10", "Threads for calls to the API servers."],
+        ["tunnel-queue", None, "0", TUNNEL_QUEUE_HELP],
         [
             "shutdown-timeout",
             None,
@@ -245,6 +248,7 @@ class AgentOptions(ClusternetOptions):
         "renew-deadline": coerce_duration,
         "retry-period": coerce_duration,
         "kube-threads": coerce_positive_int,
+        "tunnel-queue": coerce_tunnel_queue,
         "shutdown-timeout": coerce_duration,
         "identity-mode": coerce_choice("impersonate", "token", "none"),
         "impersonate-group-map": _group_map,

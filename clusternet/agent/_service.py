@@ -62,6 +62,7 @@ from clusternet.tunnel import (
     AllowList,
     ReconnectingTunnelClient,
     Role,
+    SessionConfig,
     TunnelMetrics,
     TunnelSession,
     connect_websocket,
@@ -267,6 +268,7 @@ class AgentWork(Service):
                 acceptor=acceptor,
                 metrics=self.metrics,
                 name=credentials.cluster_id,
+                config=SessionConfig(carrier_queue=self._options["tunnel-queue"]),
             )
 
         return connect_websocket(
@@ -442,12 +444,18 @@ def make_agent_service(
 
     Logger().info(
         "clusternet-agent starting: child {child}, parent {parent}, identity mode "
-        "{mode}, status every {update}s, leader election {elect}",
+        "{mode}, status every {update}s, leader election {elect}, tunnel queue "
+        "{queue}",
         child=child_info.server,
         parent=options["cluster-reg-parent-url"] or "(from the registration secret)",
         mode=options["identity-mode"],
         update=options["cluster-status-update-frequency"],
         elect=options["leader-elect"],
+        queue=(
+            f"{options['tunnel-queue'] // 1024} KiB"
+            if options["tunnel-queue"]
+            else "tuned for throughput"
+        ),
     )
     _DirectService(direct).setServiceParent(top)
     leadership = _Leadership(work)

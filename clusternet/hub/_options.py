@@ -9,10 +9,12 @@ from typing import ClassVar
 from twisted.python.usage import UsageError
 
 from clusternet._options import (
+    TUNNEL_QUEUE_HELP,
     ClusternetOptions,
     coerce_duration,
     coerce_port,
     coerce_positive_int,
+    coerce_tunnel_queue,
     require_readable_file,
 )
 
@@ -125,6 +127,7 @@ class HubOptions(ClusternetOptions):
             "8s",
             "How long SIGTERM waits for tunnels and requests to drain.",
         ],
+        ["tunnel-queue", None, "0", TUNNEL_QUEUE_HELP],
     ]
 
     coercions = {
@@ -132,6 +135,7 @@ class HubOptions(ClusternetOptions):
         "kube-threads": coerce_positive_int,
         "cluster-lease-grace-period": coerce_duration,
         "shutdown-timeout": coerce_duration,
+        "tunnel-queue": coerce_tunnel_queue,
     }
 
     def postOptions(self) -> None:

@@ -43,6 +43,7 @@ from clusternet.kube import (
     load_api_client,
 )
 from clusternet.proxy import StreamingSite
+from clusternet.tunnel import SessionConfig
 
 __all__ = ["HubParts", "make_hub_service", "serving_pair"]
 
@@ -226,7 +227,11 @@ class HubParts:
 
         self.checks = HealthChecks()
         self.checks.add("informer-sync", self._synced)
-        self.attach = TunnelAttach(reactor, self.registry)
+        self.attach = TunnelAttach(
+            reactor,
+            self.registry,
+            config=SessionConfig(carrier_queue=options["tunnel-queue"]),
+        )
         self.metrics = process_registry(
             SnapshotCollector(
                 "clusternet_tunnel",

@@ -57,6 +57,7 @@ from clusternet.tunnel._memory import MemoryLink, MemoryTransport
 from clusternet.tunnel._metrics import TunnelMetrics
 from clusternet.tunnel._reconnect import Backoff, ReconnectingTunnelClient
 from clusternet.tunnel._session import (
+    MIN_CARRIER_QUEUE,
     SessionConfig,
     TunnelAddress,
     TunnelSession,
@@ -75,6 +76,7 @@ __all__ = [
     "DEFAULT_INITIAL_WINDOW",
     "DEFAULT_MAX_FRAME",
     "DEFAULT_MAX_STREAMS",
+    "MIN_CARRIER_QUEUE",
     "PROTOCOL_VERSION",
     "SUBPROTOCOL",
     "AllowList",

@@ -81,6 +81,17 @@ def _positive(instance: object, attribute: Any, value: float) -> None:
         raise ValueError(f"{attribute.name} must be positive")
 
 
+#: The smallest carrier_queue: one TLS record.
+MIN_CARRIER_QUEUE = 16 * 1024
+
+
+def _queue_size(instance: object, attribute: Any, value: int) -> None:
+    if value and value < MIN_CARRIER_QUEUE:
+        raise ValueError(
+            f"{attribute.name} must be 0 or at least {MIN_CARRIER_QUEUE} bytes"
+        )
+
+
 @frozen
 class SessionConfig:
     """
@@ -94,6 +105,13 @@ class SessionConfig:
     ping_interval: float = field(default=10.0, validator=_positive)
     ping_timeout: float = field(default=30.0, validator=_positive)
     open_timeout: float = field(default=30.0, validator=_positive)
+    #: Bytes the carrier may queue ahead of a new write: its connection's
+    #: buffer, what one write hands it, and, at most, half of it unsent in
+    #: the kernel (see L{clusternet.tunnel._tuning.limit_queue}).  0 leaves
+    #: the connection tuned for throughput (1 MiB, and the kernel's own
+    #: send buffer).  A few hundred KiB suits a site on a slow uplink: an
+    #: interactive request waits less beside a download.
+    carrier_queue: int = field(default=0, validator=_queue_size)
 
     def hello(self) -> Hello:
         return Hello(
@@ -530,6 +548,8 @@ class TunnelSession:
         self._congestion = 0
         self._round: deque[TunnelStream] = deque()
         self._draining = False
+        self._batch = self.config.carrier_queue or _DRAIN_BATCH
+        self._quantum = min(QUANTUM, self._batch)
         self._timer: IDelayedCall | None = None
         self._last_received = 0.0
         self._next_ping = 0.0
@@ -671,10 +691,10 @@ class TunnelSession:
             queue = self._round
             while queue and not self._carrier_paused and self.close_reason is None:
                 batch = 0
-                while queue and batch < _DRAIN_BATCH:
+                while queue and batch < self._batch:
                     stream = queue.popleft()
                     stream._queued = False
-                    batch += stream._send_pending(QUANTUM)
+                    batch += stream._send_pending(self._quantum)
                 self._flush()
         finally:
             self._draining = False

@@ -17,8 +17,7 @@ from clusternet.tunnel._batching import ReadBatcher
 from clusternet.tunnel._interfaces import ITunnelProtocol, ITunnelTransport
 from clusternet.tunnel._tuning import (
     send_promptly,
-    tune_allocator,
-    tune_transport,
+    tune_carrier,
 )
 
 __all__ = ["StreamCarrierFactory", "StreamCarrierProtocol"]
@@ -39,8 +38,8 @@ class StreamCarrierProtocol(Protocol):
 
     def connectionMade(self) -> None:
         transport: Any = self.transport
-        tune_transport(transport)
-        tune_allocator()
+        config = getattr(self.session, "config", None)
+        tune_carrier(transport, getattr(config, "carrier_queue", 0))
         self.peer = str(transport.getPeer())
         transport.registerProducer(self, True)
         clock = getattr(self.session, "clock", None)

@@ -38,8 +38,7 @@ from clusternet.tunnel._interfaces import ITunnelTransport
 from clusternet.tunnel._session import TunnelSession
 from clusternet.tunnel._tuning import (
     send_promptly,
-    tune_allocator,
-    tune_transport,
+    tune_carrier,
 )
 
 __all__ = [
@@ -86,8 +85,7 @@ class _CarrierMixin:
         # Also turns Nagle off: autobahn's own tcpNoDelay option never reached
         # a client's socket (its attempt fails quietly before the options are
         # applied), so an agent's second small message waited up to 40 ms.
-        tune_transport(transport)
-        tune_allocator()
+        tune_carrier(transport, self.session.config.carrier_queue)
         self._batcher = ReadBatcher.for_transport(
             transport,
             self.session.clock,

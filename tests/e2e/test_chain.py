@@ -98,8 +98,14 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, int
     ports = (target.server_address[1], upgrade.server_address[1])
     allow = ",".join(f"127.0.0.1:{p}" for p in ports)
     data = tmp_path_factory.mktemp("chain")
+    # The agent runs with a short carrier queue, as on a slow uplink: the
+    # bulk tests below cover that path; the other end-to-end tests run the
+    # default.
     fleet = Fleet(
-        data, children=1, say=lambda line: None, agent_args=[f"--dial-allow={allow}"]
+        data,
+        children=1,
+        say=lambda line: None,
+        agent_args=[f"--dial-allow={allow}", "--tunnel-queue=64Ki"],
     )
     try:
         fleet.start()

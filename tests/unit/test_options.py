@@ -6,9 +6,12 @@ the flag, defaults are what the help text says.
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from twisted.python.usage import UsageError
 
+from clusternet._options import coerce_byte_size
 from clusternet.agent import AgentOptions
 from clusternet.hub import HubOptions
 
@@ -61,7 +64,9 @@ def test_agent_every_flag_parses(tmp_path: Any) -> None:
         "--kube-threads=4",
         "--shutdown-timeout=5s",
         "--cluster-reg-insecure-skip-tls-verify",
+        "--tunnel-queue=64Ki",
     )
+    assert options["tunnel-queue"] == 65536
     assert options["cluster-status-update-frequency"] == 5400.0
     assert options["cluster-reg-parent-url"] == "https://parent.example.com:6443"
     assert options["leader-elect"] is False
@@ -91,6 +96,8 @@ def test_agent_every_flag_parses(tmp_path: Any) -> None:
         (["--cluster-reg-token=short"], "--cluster-reg-token"),
         (["--kubeconfig=/nonexistent/kubeconfig"], "--kubeconfig"),
         (["--cluster-status-update-frequency=0"], "--cluster-status-update-frequency"),
+        (["--tunnel-queue=1Ki"], "--tunnel-queue"),
+        (["--tunnel-queue=lots"], "--tunnel-queue"),
     ],
 )
 def test_agent_bad_values_name_the_flag(argv: list[str], flag: str) -> None:
@@ -119,6 +126,7 @@ def test_hub_defaults() -> None:
     assert options["requestheader-username-headers"] == "X-Remote-User"
     assert options["requestheader-allowed-names"] == []
     assert options["cluster-lease-grace-period"] == 40.0
+    assert options["tunnel-queue"] == 0
 
 
 def test_hub_every_flag_parses(tmp_path: Any) -> None:
@@ -144,7 +152,9 @@ def test_hub_every_flag_parses(tmp_path: Any) -> None:
         "--kube-threads=3",
         "--cluster-lease-grace-period=1m",
         "--shutdown-timeout=2s",
+        "--tunnel-queue=262144",
     )
+    assert options["tunnel-queue"] == 256 * 1024
     assert options["secure-port"] == 6443
     assert options["requestheader-allowed-names"] == [
         "front-proxy-client",
@@ -166,6 +176,7 @@ def test_hub_listen_endpoint() -> None:
         (["--cluster-lease-grace-period=soon"], "--cluster-lease-grace-period"),
         (["--tls-cert-file=/nonexistent"], "--tls-private-key-file"),
         (["--kube-threads=-1"], "--kube-threads"),
+        (["--tunnel-queue=-1"], "--tunnel-queue"),
     ],
 )
 def test_hub_bad_values_name_the_flag(argv: list[str], flag: str) -> None:
@@ -187,3 +198,27 @@ def test_agent_token_from_a_file(tmp_path: Any) -> None:
             f"--cluster-reg-token-file={token}",
             "--cluster-reg-token=07401b.f395accd246ae52d",
         )
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("0", 0), ("65536", 65536), ("64Ki", 65536), ("1Mi", 1 << 20), ("2Gi", 2 << 30)],
+)
+def test_byte_sizes(text: str, size: int) -> None:
+    assert coerce_byte_size(text) == size
+
+
+@given(st.text(max_size=12))
+def test_a_byte_size_parses_or_fails_with_a_message(text: str) -> None:
+    try:
+        size = coerce_byte_size(text)
+    except ValueError as e:
+        assert repr(text) in str(e)
+    else:
+        assert size >= 0
+
+
+@given(st.integers(0, 10**6), st.sampled_from(["", "Ki", "Mi", "Gi"]))
+def test_byte_sizes_round_trip(number: int, suffix: str) -> None:
+    unit = {"": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}[suffix]
+    assert coerce_byte_size(f"{number}{suffix}") == number * unit

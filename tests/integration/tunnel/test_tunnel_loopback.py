@@ -52,6 +52,14 @@ reactor: Any = _reactor
 TOKEN = "Bearer s3cret"
 
 
+def _connection_under(transport: Any) -> Any:
+    for _ in range(4):
+        if isinstance(transport, FileDescriptor):
+            return transport
+        transport = getattr(transport, "transport", None)
+    raise AssertionError("no TCP connection under the transport")
+
+
 def _no_delay(transport: Any) -> bool:
     """
     Whether TCP_NODELAY is on for the socket under C{transport} (TLS too).
@@ -116,6 +124,8 @@ class Loopback(TestCase):
         self.addCleanup(web.stopListening)
         self.web_port = web.getHost().port
 
+    agent_config = SessionConfig(initial_window=1024 * 1024)
+
     def hub_session(self, name: str = "hub") -> TunnelSession:
         session = TunnelSession(
             Role.ACCEPTOR, reactor, metrics=self.hub_metrics, name=name
@@ -143,7 +153,7 @@ class Loopback(TestCase):
             acceptor=acceptor,
             metrics=self.agent_metrics,
             name="agent",
-            config=SessionConfig(initial_window=1024 * 1024),
+            config=self.agent_config,
         )
 
     async def websocket_pair(self, tls: bool = False) -> tuple[Any, Any]:
@@ -292,6 +302,27 @@ class Loopback(TestCase):
             assert _no_delay(target), kind
             client.transport.loseConnection()  # type: ignore[union-attr]
             self.session_ready = Deferred()
+
+    async def test_a_carrier_queue_reaches_the_tcp_connection_under_tls(
+        self,
+    ) -> None:
+        """
+        An agent's C{carrier_queue} shortens its TCP connection's buffer and
+        the kernel's unsent bytes, under TLS too; the hub's stays tuned for
+        throughput; streams still arrive byte-exact both ways.
+        """
+        self.agent_config = SessionConfig(
+            initial_window=1024 * 1024, carrier_queue=64 * 1024
+        )
+        hub, agent = await self.websocket_pair(tls=True)
+        connection = _connection_under(agent.transport)
+        assert (connection.bufferSize, connection.SEND_LIMIT) == (65536, 65536)
+        option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+        if option is not None:
+            lowat = connection.socket.getsockopt(socket.IPPROTO_TCP, option)
+            assert lowat == 32 * 1024
+        assert _connection_under(hub.transport).bufferSize == 1024 * 1024
+        await self.many_streams(hub)
 
     async def test_a_text_message_closes_the_session(self) -> None:
         hub, agent = await self.websocket_pair()

@@ -38,7 +38,7 @@ from clusternet.tunnel import (
     TunnelStreamReset,
 )
 from clusternet.tunnel._codec import Data, FrameDecoder
-from clusternet.tunnel._session import QUANTUM
+from clusternet.tunnel._session import MIN_CARRIER_QUEUE, QUANTUM
 from clusternet.tunnel._tuning import SMALL_WRITE
 
 SMALL = SessionConfig(initial_window=64 * 1024, max_frame=16 * 1024, max_streams=64)
@@ -362,6 +362,41 @@ class FlowControl(SynchronousTestCase):
         carrier.write = write  # type: ignore[method-assign]
         pair.hub.resume_writing()
         assert self.data_order(pair, names) == ["a", "b"]
+
+    def test_a_carrier_queue_bounds_each_write_of_the_round(self) -> None:
+        """
+        With C{carrier_queue} set, a drain hands the carrier at most that
+        many payload bytes per write, still in turns.
+        """
+        queue = 128 * 1024
+        pair = Pair(ProtocolAcceptor(Collect), SessionConfig(carrier_queue=queue))
+        (a, _), (b, _) = self.produced(pair, 2)
+        names = {
+            a.transport.stream_id: "a",  # type: ignore[union-attr]
+            b.transport.stream_id: "b",  # type: ignore[union-attr]
+        }
+        self.carrier_frames(pair)
+        pair.hub.pause_writing()
+        a.transport.write(b"x" * (2 * queue))  # type: ignore[union-attr]
+        b.transport.write(b"x" * (2 * queue))  # type: ignore[union-attr]
+        carrier = pair.link.transports[1]
+        write = carrier.write
+        sizes: list[int] = []
+
+        def measured(data: Any) -> None:
+            sizes.append(sum(len(chunk) for chunk in data))
+            write(data)
+
+        carrier.write = measured  # type: ignore[method-assign]
+        pair.hub.resume_writing()
+        assert self.data_order(pair, names) == ["a", "b", "a", "b"]
+        assert len(sizes) == 4
+        assert all(queue < size < queue + 64 for size in sizes)
+
+    def test_a_carrier_queue_below_one_tls_record_is_refused(self) -> None:
+        with self.assertRaises(ValueError):
+            SessionConfig(carrier_queue=MIN_CARRIER_QUEUE - 1)
+        assert SessionConfig(carrier_queue=0).carrier_queue == 0
 
     def test_a_congested_carrier_does_not_stop_small_writers(self) -> None:
         """

@@ -5,6 +5,7 @@ Tests of the tunnel's process tuning.
 from __future__ import annotations
 
 import platform
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,30 @@ def test_send_promptly_leaves_bulk_and_closing_connections_to_the_reactor() -> N
     send_promptly(idle, 1)
     send_promptly(_Wrapper(object()), 1)
     assert connection.writes == idle.writes == 0
+
+
+def test_limit_queue_shortens_what_the_connection_under_tls_queues() -> None:
+    """
+    C{limit_queue} sets the pause level, read and send sizes of the TCP
+    connection under a TLS wrapper, and the kernel's unsent limit.
+    """
+    from clusternet.tunnel._tuning import limit_queue, tune_carrier
+
+    connection = _Connection()
+    with socket.socket() as sock:
+        connection.socket = sock
+        tune_carrier(_tls_like(connection), 64 * 1024)
+        assert (connection.bufferSize, connection.SEND_LIMIT) == (65536, 65536)
+        assert connection.no_delay
+        option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+        if option is not None:
+            assert sock.getsockopt(socket.IPPROTO_TCP, option) == 32 * 1024
+    # No queue: the throughput settings stay.
+    other = _Connection()
+    tune_carrier(other, 0)
+    assert other.bufferSize == 1024 * 1024
+    # Not a TCP socket, or none at all: nothing breaks.
+    with socket.socket(socket.AF_UNIX) as unix:
+        connection.socket = unix
+        limit_queue(connection, 65536)
+    limit_queue(object(), 65536)
