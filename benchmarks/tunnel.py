@@ -685,18 +685,20 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
                     **extra,
                     baseline_extra=base_extra,
                 )
-            if carrier == "ws" and "echo" in tests:
-                direct_echo = await measure.echo(direct, 2000)
+            if "echo" in tests:
+                if direct_echo is None:
+                    direct_echo = await measure.echo(direct, 2000)
                 p50, p99, extra = await measure.echo(through, 2000)
                 emit(
-                    "echo_rtt_p50_ws",
+                    f"echo_rtt_p50_{carrier}",
                     p50,
                     "us",
                     direct_echo[0],
                     **extra,
                     baseline_extra=direct_echo[2],
                 )
-                emit("echo_rtt_p99_ws", p99, "us", direct_echo[1])
+                emit(f"echo_rtt_p99_{carrier}", p99, "us", direct_echo[1])
+            if carrier == "ws" and "echo" in tests:
                 base_open = await open_and_echo(direct, 500)
                 p50, p99 = await open_and_echo(through, 500)
                 emit("open_echo_p50_ws", p50, "us", base_open[0], count=500)

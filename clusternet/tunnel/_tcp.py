@@ -18,6 +18,7 @@ from clusternet.tunnel._interfaces import ITunnelProtocol, ITunnelTransport
 from clusternet.tunnel._tuning import (
     send_promptly,
     tune_carrier,
+    unbuffered_write,
 )
 
 __all__ = ["StreamCarrierFactory", "StreamCarrierProtocol"]
@@ -35,6 +36,11 @@ class StreamCarrierProtocol(Protocol):
     def __init__(self, session: ITunnelProtocol) -> None:
         self.session = session
         self.peer = ""
+        self._write: Callable[[bytes], None] = self._not_connected
+
+    @staticmethod
+    def _not_connected(data: bytes) -> None:
+        raise RuntimeError("the carrier is not connected yet")
 
     def connectionMade(self) -> None:
         transport: Any = self.transport
@@ -42,6 +48,7 @@ class StreamCarrierProtocol(Protocol):
         tune_carrier(transport, getattr(config, "carrier_queue", 0))
         self.peer = str(transport.getPeer())
         transport.registerProducer(self, True)
+        self._write = unbuffered_write(transport)
         clock = getattr(self.session, "clock", None)
         if clock is not None:
             self._batcher = ReadBatcher.for_transport(
@@ -66,7 +73,7 @@ class StreamCarrierProtocol(Protocol):
         # buffer (the connection would join its queued pieces anyway).
         first = data[0] if len(data) == 1 else None
         payload = first if type(first) is bytes else b"".join(data)
-        self.transport.write(payload)  # type: ignore[union-attr]
+        self._write(payload)
         send_promptly(self.transport, len(payload))
 
     def close(self) -> None:

@@ -39,6 +39,7 @@ from clusternet.tunnel._session import TunnelSession
 from clusternet.tunnel._tuning import (
     send_promptly,
     tune_carrier,
+    unbuffered_write,
 )
 
 __all__ = [
@@ -72,6 +73,8 @@ class _CarrierMixin:
     session: TunnelSession | None = None
     _carrier_open = False
     _batcher: ReadBatcher | None = None
+    # How sendData writes to the transport (see unbuffered_write).
+    _write: Callable[[bytes], None] | None = None
 
     # autobahn callbacks
     def onOpen(self) -> None:
@@ -136,10 +139,16 @@ class _CarrierMixin:
         # autobahn's sendData formats a debug line (qualified names, colours)
         # for every write before the logger drops it; that was a tenth of a
         # small message's cost.  What it does for the plain case, without that:
+        write = self._write
+        if write is None:
+            write = self._write = unbuffered_write(self.transport)  # type: ignore[attr-defined]
         if sync or chopsize or self.send_queue or self.logOctets:  # type: ignore[attr-defined]
+            # autobahn writes through the transport's own buffer from now on:
+            # so must we, or our writes could overtake its.
+            self._write = self.transport.write  # type: ignore[attr-defined]
             super().sendData(data, sync, chopsize)  # type: ignore[misc]
             return
-        self.transport.write(data)  # type: ignore[attr-defined]
+        write(data)
         if self.state == self.STATE_OPEN:  # type: ignore[attr-defined]
             self.trafficStats.outgoingOctetsWireLevel += len(data)  # type: ignore[attr-defined]
 

@@ -6,8 +6,11 @@ twisted.web's Agent running through it.
 
 from __future__ import annotations
 
+import fcntl
 import random
 import socket
+import struct
+import termios
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
@@ -58,6 +61,13 @@ def _connection_under(transport: Any) -> Any:
             return transport
         transport = getattr(transport, "transport", None)
     raise AssertionError("no TCP connection under the transport")
+
+
+def _readable(sock: socket.socket) -> int:
+    """
+    Bytes waiting in C{sock}'s receive queue.
+    """
+    return struct.unpack("i", fcntl.ioctl(sock, termios.FIONREAD, b"\0" * 4))[0]
 
 
 def _no_delay(transport: Any) -> bool:
@@ -323,6 +333,19 @@ class Loopback(TestCase):
             assert lowat == 32 * 1024
         assert _connection_under(hub.transport).bufferSize == 1024 * 1024
         await self.many_streams(hub)
+
+    async def test_small_writes_leave_at_once_over_tls(self) -> None:
+        """
+        A small write on a wss carrier, either end, reaches
+        the peer's socket in the same reactor turn: Twisted's TLS would hold
+        it until the next one, to join it with later writes.
+        """
+        hub, agent = await self.websocket_pair(tls=True)
+        for sender, receiver in ((hub, agent), (agent, hub)):
+            sock = _connection_under(receiver.transport).socket
+            before = _readable(sock)
+            sender.transport.write([b"\x00" * 10])
+            assert _readable(sock) > before, sender
 
     async def test_a_text_message_closes_the_session(self) -> None:
         hub, agent = await self.websocket_pair()
