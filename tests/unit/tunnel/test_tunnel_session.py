@@ -270,6 +270,25 @@ class FlowControl(SynchronousTestCase):
             if isinstance(frame, Data)
         ]
 
+    def two_waiting(
+        self, size: int, config: SessionConfig | None = None
+    ) -> tuple[Pair, dict[int, str]]:
+        """
+        A pair whose carrier is congested, with streams C{a} and C{b} that
+        each wrote C{size} bytes meanwhile: the pair, and the streams' names
+        by id.
+        """
+        pair = Pair(ProtocolAcceptor(Collect), config)
+        streams = self.produced(pair, 2)
+        names = {}
+        for name, (client, _) in zip("ab", streams, strict=True):
+            names[client.transport.stream_id] = name  # type: ignore[union-attr]
+        self.carrier_frames(pair)
+        pair.hub.pause_writing()
+        for client, _ in streams:
+            client.transport.write(b"x" * size)  # type: ignore[union-attr]
+        return pair, names
+
     def test_a_congested_carrier_holds_bulk_writes_in_their_streams(self) -> None:
         """
         While the carrier is full, a bulk write waits in its stream (and the
@@ -339,16 +358,7 @@ class FlowControl(SynchronousTestCase):
         Draining stops as soon as the carrier asks to pause again; the rest
         waits for the next drain, where the round goes on.
         """
-        pair = Pair(ProtocolAcceptor(Collect))
-        (a, _), (b, _) = self.produced(pair, 2)
-        names = {
-            a.transport.stream_id: "a",  # type: ignore[union-attr]
-            b.transport.stream_id: "b",  # type: ignore[union-attr]
-        }
-        self.carrier_frames(pair)
-        pair.hub.pause_writing()
-        a.transport.write(b"x" * (3 * QUANTUM))  # type: ignore[union-attr]
-        b.transport.write(b"x" * (3 * QUANTUM))  # type: ignore[union-attr]
+        pair, names = self.two_waiting(3 * QUANTUM)
         carrier = pair.link.transports[1]
         write = carrier.write
 
@@ -369,16 +379,7 @@ class FlowControl(SynchronousTestCase):
         many payload bytes per write, still in turns.
         """
         queue = 128 * 1024
-        pair = Pair(ProtocolAcceptor(Collect), SessionConfig(carrier_queue=queue))
-        (a, _), (b, _) = self.produced(pair, 2)
-        names = {
-            a.transport.stream_id: "a",  # type: ignore[union-attr]
-            b.transport.stream_id: "b",  # type: ignore[union-attr]
-        }
-        self.carrier_frames(pair)
-        pair.hub.pause_writing()
-        a.transport.write(b"x" * (2 * queue))  # type: ignore[union-attr]
-        b.transport.write(b"x" * (2 * queue))  # type: ignore[union-attr]
+        pair, names = self.two_waiting(2 * queue, SessionConfig(carrier_queue=queue))
         carrier = pair.link.transports[1]
         write = carrier.write
         sizes: list[int] = []
