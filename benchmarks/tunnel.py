@@ -421,7 +421,7 @@ _children: list[subprocess.Popen[bytes]] = []
 # Where the agent and the target server run: the command that puts a child
 # on the agent's side of a shaped link (see _link.py), and the addresses.
 _agent_side: list[str] = []
-_carrier_queue = 0
+_carrier_queue: int | None = None
 _hub_host = "127.0.0.1"
 _agent_host = "127.0.0.1"
 
@@ -483,7 +483,7 @@ async def run_agent(
             "--hub-host",
             _hub_host,
             "--carrier-queue",
-            str(_carrier_queue),
+            "auto" if _carrier_queue is None else str(_carrier_queue),
             "--carrier",
             carrier,
             "--ca",
@@ -755,6 +755,10 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
         _stop_children()
 
 
+def _queue_argument(text: str) -> int | None:
+    return None if text == "auto" else int(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="1 GiB bulk, 64x64 MiB")
@@ -799,10 +803,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--carrier-queue",
-        type=int,
-        default=0,
+        type=_queue_argument,
+        default=None,
         metavar="BYTES",
-        help="SessionConfig.carrier_queue of both ends (0: tuned for throughput)",
+        help="SessionConfig.carrier_queue of both ends: auto (the default), 0 "
+        "(tuned for throughput) or bytes",
     )
     parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--source", action="store_true", help=argparse.SUPPRESS)
@@ -823,7 +828,7 @@ def main() -> None:
     budget = args.budget or (2400.0 if args.full else 600.0)
     global _carrier_queue
     _carrier_queue = args.carrier_queue
-    if _carrier_queue:
+    if _carrier_queue is not None:
         _link_fields["carrier_queue"] = _carrier_queue
     link = None
     if args.link:

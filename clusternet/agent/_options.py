@@ -227,7 +227,7 @@ class AgentOptions(ClusternetOptions):
             "*.svc:443, 10.0.0.0/8:8000-8100).",
         ],
         ["kube-threads", None, "10", "Threads for calls to the API servers."],
-        ["tunnel-queue", None, "0", TUNNEL_QUEUE_HELP],
+        ["tunnel-queue", None, "auto", TUNNEL_QUEUE_HELP],
         [
             "shutdown-timeout",
             None,

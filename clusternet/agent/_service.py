@@ -452,7 +452,9 @@ def make_agent_service(
         update=options["cluster-status-update-frequency"],
         elect=options["leader-elect"],
         queue=(
-            f"{options['tunnel-queue'] // 1024} KiB"
+            "auto"
+            if options["tunnel-queue"] is None
+            else f"{options['tunnel-queue'] // 1024} KiB"
             if options["tunnel-queue"]
             else "tuned for throughput"
         ),

@@ -127,7 +127,7 @@ class HubOptions(ClusternetOptions):
             "8s",
             "How long SIGTERM waits for tunnels and requests to drain.",
         ],
-        ["tunnel-queue", None, "0", TUNNEL_QUEUE_HELP],
+        ["tunnel-queue", None, "auto", TUNNEL_QUEUE_HELP],
     ]
 
     coercions = {

@@ -57,6 +57,7 @@ from clusternet.tunnel._memory import MemoryLink, MemoryTransport
 from clusternet.tunnel._metrics import TunnelMetrics
 from clusternet.tunnel._reconnect import Backoff, ReconnectingTunnelClient
 from clusternet.tunnel._session import (
+    AUTO_CARRIER_QUEUE,
     MIN_CARRIER_QUEUE,
     SessionConfig,
     TunnelAddress,
@@ -73,6 +74,7 @@ from clusternet.tunnel._websocket import (
 )
 
 __all__ = [
+    "AUTO_CARRIER_QUEUE",
     "DEFAULT_INITIAL_WINDOW",
     "DEFAULT_MAX_FRAME",
     "DEFAULT_MAX_STREAMS",

@@ -40,6 +40,13 @@ class ITunnelTransport(Interface):
         Close the carrier now, dropping buffered bytes.
         """
 
+    def limit_queue(size: int) -> None:
+        """
+        Queue about C{size} bytes at most ahead of a new write (see
+        L{clusternet.tunnel.SessionConfig.carrier_queue}); a carrier with no
+        queue of its own to speak of ignores it.
+        """
+
 
 class ITunnelProtocol(Interface):
     """

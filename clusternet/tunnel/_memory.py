@@ -27,6 +27,8 @@ class MemoryTransport:
         self.peer = peer
         self.written: list[bytes | memoryview] = []
         self.closing = False
+        #: The sizes L{limit_queue} was called with.
+        self.queue_limits: list[int] = []
 
     def write(self, data: Sequence[bytes | memoryview]) -> None:
         if self.closing or self._link.severed:
@@ -38,6 +40,9 @@ class MemoryTransport:
 
     def abort(self) -> None:
         self._link.sever(ConnectionLost("aborted"), clean=False)
+
+    def limit_queue(self, size: int) -> None:
+        self.queue_limits.append(size)
 
 
 class MemoryLink:

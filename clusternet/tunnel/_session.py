@@ -85,8 +85,19 @@ def _positive(instance: object, attribute: Any, value: float) -> None:
 MIN_CARRIER_QUEUE = 16 * 1024
 
 
-def _queue_size(instance: object, attribute: Any, value: int) -> None:
-    if value and value < MIN_CARRIER_QUEUE:
+#: What an automatic carrier_queue becomes on a slow carrier (see
+#: TunnelSession._measure_carrier): over 100 Mbit/s a request beside a
+#: download waits 23 ms instead of 88, and a reactor may be 8 ms late to
+#: refill the connection before a link of 32 MiB/s runs dry.
+AUTO_CARRIER_QUEUE = 256 * 1024
+#: A carrier that drains slower than this (bytes per second) is slow...
+SLOW_CARRIER = 32 * 1024 * 1024
+#: ...when it does so this many congestions in a row.
+_SLOW_SAMPLES = 3
+
+
+def _queue_size(instance: object, attribute: Any, value: int | None) -> None:
+    if value is not None and value and value < MIN_CARRIER_QUEUE:
         raise ValueError(
             f"{attribute.name} must be 0 or at least {MIN_CARRIER_QUEUE} bytes"
         )
@@ -110,8 +121,11 @@ class SessionConfig:
     #: the kernel (see L{clusternet.tunnel._tuning.limit_queue}).  0 leaves
     #: the connection tuned for throughput (1 MiB, and the kernel's own
     #: send buffer).  A few hundred KiB suits a site on a slow uplink: an
-    #: interactive request waits less beside a download.
-    carrier_queue: int = field(default=0, validator=_queue_size)
+    #: interactive request waits less beside a download.  C{None}, the
+    #: default: tuned for throughput until the carrier proves slow (it drains
+    #: slower than L{SLOW_CARRIER} three congestions in a row), then
+    #: L{AUTO_CARRIER_QUEUE}.
+    carrier_queue: int | None = field(default=None, validator=_queue_size)
 
     def hello(self) -> Hello:
         return Hello(
@@ -550,6 +564,13 @@ class TunnelSession:
         self._draining = False
         self._batch = self.config.carrier_queue or _DRAIN_BATCH
         self._quantum = min(QUANTUM, self._batch)
+        # Measuring the carrier, for an automatic carrier_queue.
+        self._measuring = self.config.carrier_queue is None
+        self._bytes_out = 0
+        self._paused_at = 0.0
+        self._measured_at = 0.0
+        self._measured_bytes = 0
+        self._slow_samples = 0
         self._timer: IDelayedCall | None = None
         self._last_received = 0.0
         self._next_ping = 0.0
@@ -628,6 +649,7 @@ class TunnelSession:
         self.transport = transport
         now = self.clock.seconds()
         self._connected_at = now
+        self._measured_at = now
         self._last_received = now
         self._next_ping = now + self.config.ping_interval
         self._counted = True
@@ -663,10 +685,46 @@ class TunnelSession:
             return
         self._carrier_paused = True
         self._congestion += 1
+        if self._measuring:
+            self._paused_at = self.clock.seconds()
 
     def resume_writing(self) -> None:
         self._carrier_paused = False
+        if self._measuring:
+            self._measure_carrier()
         self._drain()
+
+    def _measure_carrier(self) -> None:
+        """
+        After a congestion: how fast did the carrier take bytes since the
+        last one?  Counted only when it was congested for most of that time,
+        so that it, not the streams, set the pace.  Three slow ones in a row
+        and its queue is kept short from then on (L{AUTO_CARRIER_QUEUE}): on a
+        slow link every MiB it holds is a long wait for the next request,
+        and reading and sending less per call costs nothing at that rate.
+        """
+        now = self.clock.seconds()
+        elapsed = now - self._measured_at
+        sent = self._bytes_out - self._measured_bytes
+        congested = now - self._paused_at
+        self._measured_at, self._measured_bytes = now, self._bytes_out
+        if elapsed <= 0 or congested < elapsed / 2:
+            return
+        rate = sent / elapsed
+        self._slow_samples = self._slow_samples + 1 if rate < SLOW_CARRIER else 0
+        if self._slow_samples < _SLOW_SAMPLES or self.transport is None:
+            return
+        self._measuring = False
+        self._batch = AUTO_CARRIER_QUEUE
+        self._quantum = min(QUANTUM, AUTO_CARRIER_QUEUE)
+        self.transport.limit_queue(AUTO_CARRIER_QUEUE)
+        self._log.info(
+            "Tunnel session {name}: the carrier drains at {rate:.1f} MiB/s; "
+            "keeping its queue to {queue} KiB so requests pass downloads",
+            name=self.name,
+            rate=rate / (1024 * 1024),
+            queue=AUTO_CARRIER_QUEUE // 1024,
+        )
 
     # -- the round of streams waiting for a congested carrier --------------
     #
@@ -916,6 +974,7 @@ class TunnelSession:
         for chunk in out:
             size += len(chunk)
         self.metrics.bytes_out += size
+        self._bytes_out += size
         self.transport.write(out)
 
     # -- stream bookkeeping ------------------------------------------------

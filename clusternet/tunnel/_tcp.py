@@ -16,6 +16,7 @@ from zope.interface import implementer
 from clusternet.tunnel._batching import ReadBatcher
 from clusternet.tunnel._interfaces import ITunnelProtocol, ITunnelTransport
 from clusternet.tunnel._tuning import (
+    limit_queue,
     send_promptly,
     tune_carrier,
     unbuffered_write,
@@ -45,7 +46,7 @@ class StreamCarrierProtocol(Protocol):
     def connectionMade(self) -> None:
         transport: Any = self.transport
         config = getattr(self.session, "config", None)
-        tune_carrier(transport, getattr(config, "carrier_queue", 0))
+        tune_carrier(transport, getattr(config, "carrier_queue", None) or 0)
         self.peer = str(transport.getPeer())
         transport.registerProducer(self, True)
         self._write = unbuffered_write(transport)
@@ -78,6 +79,9 @@ class StreamCarrierProtocol(Protocol):
 
     def close(self) -> None:
         self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def limit_queue(self, size: int) -> None:
+        limit_queue(self.transport, size)
 
     def abort(self) -> None:
         self.transport.abortConnection()  # type: ignore[union-attr]

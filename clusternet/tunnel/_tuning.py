@@ -138,7 +138,8 @@ def limit_queue(transport: Any, size: int) -> None:
     request waits for beside a download: with the 1 MiB of L{tune_transport}
     and the kernel's own buffer, 88 ms over 100 Mbit/s; with 256 KiB, 24 ms
     (benchmarks/tunnel.py --link 100mbit).  On a fast link the smaller reads
-    and sends cost CPU per byte, so it is a setting, not the default.
+    and sends cost CPU per byte: the session applies it to a carrier that
+    proved slow, or from the start when configured to.
     """
     connection = _connection_under(transport)
     if connection is None:

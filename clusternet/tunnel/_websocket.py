@@ -37,6 +37,7 @@ from clusternet.tunnel._errors import TunnelClosed
 from clusternet.tunnel._interfaces import ITunnelTransport
 from clusternet.tunnel._session import TunnelSession
 from clusternet.tunnel._tuning import (
+    limit_queue,
     send_promptly,
     tune_carrier,
     unbuffered_write,
@@ -88,7 +89,7 @@ class _CarrierMixin:
         # Also turns Nagle off: autobahn's own tcpNoDelay option never reached
         # a client's socket (its attempt fails quietly before the options are
         # applied), so an agent's second small message waited up to 40 ms.
-        tune_carrier(transport, self.session.config.carrier_queue)
+        tune_carrier(transport, self.session.config.carrier_queue or 0)
         self._batcher = ReadBatcher.for_transport(
             transport,
             self.session.clock,
@@ -178,6 +179,9 @@ class _CarrierMixin:
 
     def abort(self) -> None:
         self.dropConnection(abort=True)  # type: ignore[attr-defined]
+
+    def limit_queue(self, size: int) -> None:
+        limit_queue(self.transport, size)  # type: ignore[attr-defined]
 
     # IPushProducer, registered with the TCP/TLS connection underneath
     def pauseProducing(self) -> None:

@@ -126,7 +126,7 @@ def test_hub_defaults() -> None:
     assert options["requestheader-username-headers"] == "X-Remote-User"
     assert options["requestheader-allowed-names"] == []
     assert options["cluster-lease-grace-period"] == 40.0
-    assert options["tunnel-queue"] == 0
+    assert options["tunnel-queue"] is None
 
 
 def test_hub_every_flag_parses(tmp_path: Any) -> None:
@@ -222,3 +222,9 @@ def test_a_byte_size_parses_or_fails_with_a_message(text: str) -> None:
 def test_byte_sizes_round_trip(number: int, suffix: str) -> None:
     unit = {"": 1, "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3}[suffix]
     assert coerce_byte_size(f"{number}{suffix}") == number * unit
+
+
+def test_tunnel_queue_auto_and_zero() -> None:
+    assert parse(AgentOptions)["tunnel-queue"] is None
+    assert parse(HubOptions, "--tunnel-queue=auto")["tunnel-queue"] is None
+    assert parse(AgentOptions, "--tunnel-queue=0")["tunnel-queue"] == 0

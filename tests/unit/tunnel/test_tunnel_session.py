@@ -38,7 +38,7 @@ from clusternet.tunnel import (
     TunnelStreamReset,
 )
 from clusternet.tunnel._codec import Data, FrameDecoder
-from clusternet.tunnel._session import MIN_CARRIER_QUEUE, QUANTUM
+from clusternet.tunnel._session import AUTO_CARRIER_QUEUE, MIN_CARRIER_QUEUE, QUANTUM
 from clusternet.tunnel._tuning import SMALL_WRITE
 
 SMALL = SessionConfig(initial_window=64 * 1024, max_frame=16 * 1024, max_streams=64)
@@ -398,6 +398,53 @@ class FlowControl(SynchronousTestCase):
         with self.assertRaises(ValueError):
             SessionConfig(carrier_queue=MIN_CARRIER_QUEUE - 1)
         assert SessionConfig(carrier_queue=0).carrier_queue == 0
+
+    def congestions(
+        self, pair: Pair, count: int, busy: float, congested: float
+    ) -> None:
+        """
+        C{count} times: a stream hands the carrier 1 MiB, C{busy} seconds
+        pass, then the carrier is congested for C{congested} seconds.
+        """
+        client = Collect()
+        self.successResultOf(pair.connect("x:1", client))
+        for _ in range(count):
+            client.transport.write(b"x" * (1024 * 1024))  # type: ignore[union-attr]
+            pair.clock.advance(busy)
+            pair.hub.pause_writing()
+            pair.clock.advance(congested)
+            pair.hub.resume_writing()
+            pair.pump()
+
+    def test_a_slow_carrier_gets_a_short_queue(self) -> None:
+        """
+        By default a carrier that drains slower than SLOW_CARRIER three
+        congestions in a row is asked to keep its queue short, once, and the
+        round hands it that much per write from then on.
+        """
+        pair = Pair(ProtocolAcceptor(Collect))
+        carrier = pair.link.transports[1]
+        self.congestions(pair, 2, busy=0.01, congested=0.09)
+        assert carrier.queue_limits == []
+        self.congestions(pair, 3, busy=0.01, congested=0.09)
+        assert carrier.queue_limits == [AUTO_CARRIER_QUEUE]
+        assert pair.hub._batch == AUTO_CARRIER_QUEUE
+        # The agent's side sent nothing much: it was never congested.
+        assert pair.link.transports[0].queue_limits == []
+
+    def test_a_fast_or_seldom_congested_carrier_keeps_its_queue(self) -> None:
+        pair = Pair(ProtocolAcceptor(Collect))
+        # 100 MiB/s: fast.
+        self.congestions(pair, 5, busy=0.001, congested=0.009)
+        # Slow, but the streams set the pace: congested a tenth of the time.
+        self.congestions(pair, 5, busy=0.09, congested=0.01)
+        assert pair.link.transports[1].queue_limits == []
+
+    def test_a_fixed_carrier_queue_is_not_measured(self) -> None:
+        for queue in (0, 64 * 1024):
+            pair = Pair(ProtocolAcceptor(Collect), SessionConfig(carrier_queue=queue))
+            self.congestions(pair, 5, busy=0.01, congested=0.09)
+            assert pair.link.transports[1].queue_limits == []
 
     def test_a_congested_carrier_does_not_stop_small_writers(self) -> None:
         """
