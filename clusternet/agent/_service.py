@@ -451,12 +451,8 @@ def make_agent_service(
         mode=options["identity-mode"],
         update=options["cluster-status-update-frequency"],
         elect=options["leader-elect"],
-        queue=(
-            "auto"
-            if options["tunnel-queue"] is None
-            else f"{options['tunnel-queue'] // 1024} KiB"
-            if options["tunnel-queue"]
-            else "tuned for throughput"
+        queue={None: "auto", 0: "tuned for throughput"}.get(
+            options["tunnel-queue"], f"{(options['tunnel-queue'] or 0) // 1024} KiB"
         ),
     )
     _DirectService(direct).setServiceParent(top)

@@ -97,7 +97,7 @@ _SLOW_SAMPLES = 3
 
 
 def _queue_size(instance: object, attribute: Any, value: int | None) -> None:
-    if value is not None and value and value < MIN_CARRIER_QUEUE:
+    if value and value < MIN_CARRIER_QUEUE:
         raise ValueError(
             f"{attribute.name} must be 0 or at least {MIN_CARRIER_QUEUE} bytes"
         )

@@ -37,16 +37,14 @@ class StreamCarrierProtocol(Protocol):
     def __init__(self, session: ITunnelProtocol) -> None:
         self.session = session
         self.peer = ""
-        self._write: Callable[[bytes], None] = self._not_connected
-
-    @staticmethod
-    def _not_connected(data: bytes) -> None:
-        raise RuntimeError("the carrier is not connected yet")
+        # Set on connection (see unbuffered_write); the session writes only
+        # once connection_made handed it this carrier.
+        self._write: Callable[[bytes], None]
 
     def connectionMade(self) -> None:
         transport: Any = self.transport
         config = getattr(self.session, "config", None)
-        tune_carrier(transport, getattr(config, "carrier_queue", None) or 0)
+        tune_carrier(transport, getattr(config, "carrier_queue", None))
         self.peer = str(transport.getPeer())
         transport.registerProducer(self, True)
         self._write = unbuffered_write(transport)

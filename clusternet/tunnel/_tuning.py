@@ -114,10 +114,11 @@ def set_no_delay(transport: Any) -> None:
             pass
 
 
-def tune_carrier(transport: Any, queue: int = 0) -> None:
+def tune_carrier(transport: Any, queue: int | None = None) -> None:
     """
     Everything a carrier's connection gets: L{tune_transport}, the
-    allocator, and, for a C{queue} (bytes; 0 for none), L{limit_queue}.
+    allocator, and, for a C{queue} (bytes; 0 or C{None} for none),
+    L{limit_queue}.
     """
     tune_transport(transport)
     tune_allocator()
@@ -141,13 +142,10 @@ def limit_queue(transport: Any, size: int) -> None:
     and sends cost CPU per byte: the session applies it to a carrier that
     proved slow, or from the start when configured to.
     """
+    tune_transport(transport, size)
     connection = _connection_under(transport)
-    if connection is None:
-        return
-    connection.bufferSize = size
-    connection.SEND_LIMIT = size
     option = getattr(socket, "TCP_NOTSENT_LOWAT", None)
-    if option is None:
+    if connection is None or option is None:
         return
     try:
         connection.socket.setsockopt(socket.IPPROTO_TCP, option, max(size // 2, 1))

@@ -89,7 +89,7 @@ class _CarrierMixin:
         # Also turns Nagle off: autobahn's own tcpNoDelay option never reached
         # a client's socket (its attempt fails quietly before the options are
         # applied), so an agent's second small message waited up to 40 ms.
-        tune_carrier(transport, self.session.config.carrier_queue or 0)
+        tune_carrier(transport, self.session.config.carrier_queue)
         self._batcher = ReadBatcher.for_transport(
             transport,
             self.session.clock,
