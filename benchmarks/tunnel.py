@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _common import emit as _emit
 from _common import rss_kib
 from _link import ShapedLink, link_unavailable
+from _peer import PeerForward, parse_peer, tree_cpu_seconds
 
 from twisted.internet import defer, task
 from twisted.internet.endpoints import (
@@ -45,6 +46,11 @@ from twisted.internet.ssl import (
     Certificate,
     PrivateCertificate,
     optionsForClientTLS,
+)
+from twisted.protocols.portforward import (
+    ProxyClientFactory,
+    ProxyFactory,
+    ProxyServer,
 )
 
 from clusternet.tunnel._tuning import tune_transport
@@ -120,6 +126,7 @@ async def agent_main(reactor: Any, args: argparse.Namespace) -> None:
         SessionConfig,
         StreamCarrierFactory,
         TunnelSession,
+        connect_upgrade,
         connect_websocket,
     )
 
@@ -148,11 +155,20 @@ async def agent_main(reactor: Any, args: argparse.Namespace) -> None:
 
     hub_host = args.hub_host
     endpoint: Any = TCP4ClientEndpoint(reactor, hub_host, args.hub_port)
-    if args.carrier in ("wss", "tls"):
+    if args.carrier in ("wss", "tls", "upgrade-tls"):
         ca = Certificate.loadPEM(Path(args.ca).read_bytes())
         endpoint = wrapClientTLS(optionsForClientTLS(hub_host, trustRoot=ca), endpoint)
     for _ in range(args.sessions):
-        if args.carrier in ("ws", "wss"):
+        if args.carrier in ("upgrade", "upgrade-tls"):
+            scheme = "https" if args.carrier == "upgrade-tls" else "http"
+            await connect_upgrade(
+                reactor,
+                endpoint,
+                f"{scheme}://{hub_host}:{args.hub_port}/tunnel",
+                make,
+                {"Authorization": "Bearer bench"},
+            )
+        elif args.carrier in ("ws", "wss"):
             scheme = "wss" if args.carrier == "wss" else "ws"
             await connect_websocket(
                 reactor,
@@ -238,14 +254,13 @@ class Pinger(Protocol):
 
 def cpu_seconds(pid: int | None = None) -> float:
     """
-    User + system CPU time of this process, or of process C{pid} (Linux).
+    User + system CPU time of this process, or of process C{pid} and its
+    descendants (Linux).
     """
     if pid is None:
         times = os.times()
         return times.user + times.system
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return tree_cpu_seconds(pid)
 
 
 class CpuMeter:
@@ -356,6 +371,29 @@ async def echo_under_load(
     return p50, p99, rate
 
 
+class _UpgradeResource:
+    """
+    Takes the tunnel upgrade (the hub authorizes before this, see
+    clusternet.hub).
+    """
+
+    isLeaf = True
+
+    def __init__(self, new_session: Callable[[Any], Any]) -> None:
+        self.new_session = new_session
+
+    def render(self, request: Any) -> Any:
+        from twisted.web.server import NOT_DONE_YET
+
+        from clusternet.tunnel import is_tunnel_upgrade, take_over
+
+        if not is_tunnel_upgrade(request):
+            request.setResponseCode(400)
+            return b"not a tunnel upgrade"
+        take_over(request, self.new_session(None))
+        return NOT_DONE_YET
+
+
 class Hub:
     def __init__(
         self, reactor: Any, carrier: str, tls: Any, host: str = "127.0.0.1"
@@ -394,6 +432,10 @@ class Hub:
                 WebSocketResource(TunnelWebSocketServerFactory(new_session, reactor)),
             )
             factory: Any = Site(root)
+        elif carrier in ("upgrade", "upgrade-tls"):
+            root = Resource()
+            root.putChild(b"tunnel", _UpgradeResource(new_session))
+            factory = Site(root)
         else:
             factory = StreamCarrierFactory(new_session)
         if tls is None:
@@ -413,6 +455,11 @@ class Hub:
         self._check()
         return d
 
+
+# The carriers measured with 64 streams, a new stream per round trip and
+# echo beside a download: what agents use (the upgrade by default, or
+# WebSocket), each without TLS so that the carrier's own cost shows.
+MAIN_CARRIERS = ("ws", "upgrade")
 
 # Every process this benchmark starts, so that none outlives it.
 _children: list[subprocess.Popen[bytes]] = []
@@ -622,6 +669,139 @@ async def ssh_peer(
             await deferToThread(forward.stop)
 
 
+class _TunnelForwardServer(ProxyServer):
+    """
+    A local port forward into the tunnel: each accepted connection gets a
+    stream to the target, spliced both ways with backpressure.
+    """
+
+    def connectionMade(self) -> None:
+        tune_transport(self.transport)
+        self.transport.pauseProducing()
+        client = ProxyClientFactory()
+        client.setServer(self)
+        d = self.factory.endpoint.connect(client)  # type: ignore[attr-defined]
+        d.addErrback(lambda _: self.transport.loseConnection())
+
+
+def forward_into(reactor: Any, endpoint: Any) -> Any:
+    """
+    Listen on a port of 127.0.0.1 that forwards to C{endpoint}: our tunnel
+    with the same topology as a peer's forward (a socket on each side).
+    """
+    factory = ProxyFactory("", 0)
+    factory.protocol = _TunnelForwardServer
+    factory.endpoint = endpoint  # type: ignore[attr-defined]
+    factory.noisy = False
+    return reactor.listenTCP(0, factory, interface="127.0.0.1")
+
+
+async def through_forward(
+    reactor: Any,
+    name: str,
+    endpoint: Any,
+    measure: Measure,
+    sizes: tuple[int, int],
+    direct_bulk: tuple[float, dict[str, Any]] | None,
+    direct_echo: tuple[float, float, dict[str, Any]] | None,
+    tests: list[str],
+) -> None:
+    """
+    Bulk, 64 streams and echo through a local port forward at C{endpoint}:
+    ours (C{ws_forward}) or another tunnel's (C{peer_NAME}, see --peer).
+    """
+    size, per_stream = sizes
+    if "bulk" in tests:
+        value, extra = await measure.rate(size, bulk, endpoint, size)
+        emit(
+            f"bulk_1_stream_{name}",
+            value,
+            "MiB/s",
+            None if direct_bulk is None else direct_bulk[0],
+            bytes=size,
+            **extra,
+        )
+    if "parallel" in tests:
+        fairness: list[float] = []
+        value, extra = await measure.rate(
+            64 * per_stream, parallel, endpoint, 64, per_stream, fairness
+        )
+        emit(
+            f"bulk_64_streams_{name}",
+            value,
+            "MiB/s",
+            None,
+            bytes_per_stream=per_stream,
+            jain_fairness=round(median(fairness), 3),
+            **extra,
+        )
+    if "echo" in tests:
+        p50, p99, extra = await measure.echo(endpoint, 2000)
+        base = (None, None) if direct_echo is None else direct_echo[:2]
+        emit(f"echo_rtt_p50_{name}", p50, "us", base[0], **extra)
+        emit(f"echo_rtt_p99_{name}", p99, "us", base[1])
+        p50, p99, rate = await echo_under_load(reactor, endpoint, 500)
+        emit(
+            f"echo_rtt_p50_beside_bulk_{name}",
+            p50,
+            "us",
+            None,
+            bulk_mib_s=round(rate, 1),
+        )
+
+
+async def compare_peers(
+    reactor: Any,
+    carrier: str,
+    peers: list[tuple[str, list[str]]],
+    session: Any,
+    measure: Measure,
+    target: str,
+    runs: int,
+    sizes: tuple[int, int],
+    direct_bulk: tuple[float, dict[str, Any]] | None,
+    direct_echo: tuple[float, float, dict[str, Any]] | None,
+    tests: list[str],
+) -> None:
+    """
+    Our tunnel behind a local port forward, then each --peer the same way,
+    so that every one crosses the same sockets.
+    """
+    from twisted.internet.threads import deferToThread
+
+    port = forward_into(reactor, session.endpoint_for(target))
+    try:
+        local = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+        await through_forward(
+            reactor,
+            f"{carrier}_forward",
+            local,
+            measure,
+            sizes,
+            direct_bulk,
+            direct_echo,
+            tests,
+        )
+    finally:
+        await port.stopListening()
+    for name, argv in peers:
+        forward = PeerForward(name, argv, target)
+        peer_port = await deferToThread(forward.start)
+        try:
+            await through_forward(
+                reactor,
+                f"peer_{name}",
+                TCP4ClientEndpoint(reactor, "127.0.0.1", peer_port),
+                Measure(runs, forward.pid),
+                sizes,
+                direct_bulk,
+                direct_echo,
+                tests,
+            )
+        finally:
+            await deferToThread(forward.stop)
+
+
 async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
     from clusternet.pki import issue_certificate, make_ca
 
@@ -638,11 +818,18 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
     direct_bulk: tuple[float, dict[str, Any]] | None = None
     direct_echo: tuple[float, float, dict[str, Any]] | None = None
     source_port = 0
+    peers_done = False
+    direct_parallel: tuple[float, dict[str, Any]] | None = None
     try:
         if not args.source_in_agent:
             source_port = await run_source(reactor)
         for carrier in args.carriers.split(","):
-            hub = Hub(reactor, carrier, None if carrier == "ws" else tls, _hub_host)
+            hub = Hub(
+                reactor,
+                carrier,
+                None if carrier in ("ws", "tcp", "upgrade") else tls,
+                _hub_host,
+            )
             proc, info = await run_agent(
                 reactor, hub, carrier, ca_file.name, source_port
             )
@@ -664,19 +851,23 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
                     **extra,
                     baseline_extra=direct_bulk[1],
                 )
-            if carrier == "ws" and "parallel" in tests:
+            if carrier in MAIN_CARRIERS and "parallel" in tests:
                 total = 64 * per_stream
-                base_fairness: list[float] = []
-                base, base_extra = await measure.rate(
-                    total, parallel, direct, 64, per_stream, base_fairness
-                )
-                base_extra["jain_fairness"] = round(median(base_fairness), 3)
+                if direct_parallel is None:
+                    base_fairness: list[float] = []
+                    direct_parallel = await measure.rate(
+                        total, parallel, direct, 64, per_stream, base_fairness
+                    )
+                    direct_parallel[1]["jain_fairness"] = round(
+                        median(base_fairness), 3
+                    )
+                base, base_extra = direct_parallel
                 fairness: list[float] = []
                 value, extra = await measure.rate(
                     total, parallel, through, 64, per_stream, fairness
                 )
                 emit(
-                    "bulk_64_streams_ws",
+                    f"bulk_64_streams_{carrier}",
                     value,
                     "MiB/s",
                     base,
@@ -698,22 +889,22 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
                     baseline_extra=direct_echo[2],
                 )
                 emit(f"echo_rtt_p99_{carrier}", p99, "us", direct_echo[1])
-            if carrier == "ws" and "echo" in tests:
+            if carrier in MAIN_CARRIERS and "echo" in tests:
                 base_open = await open_and_echo(direct, 500)
                 p50, p99 = await open_and_echo(through, 500)
-                emit("open_echo_p50_ws", p50, "us", base_open[0], count=500)
-                emit("open_echo_p99_ws", p99, "us", base_open[1])
+                emit(f"open_echo_p50_{carrier}", p50, "us", base_open[0], count=500)
+                emit(f"open_echo_p99_{carrier}", p99, "us", base_open[1])
                 base = await echo_under_load(reactor, direct, 500)
                 p50, p99, rate = await echo_under_load(reactor, through, 500)
                 emit(
-                    "echo_rtt_p50_beside_bulk_ws",
+                    f"echo_rtt_p50_beside_bulk_{carrier}",
                     p50,
                     "us",
                     base[0],
                     bulk_mib_s=round(rate, 1),
                     baseline_bulk_mib_s=round(base[2], 1),
                 )
-                emit("echo_rtt_p99_beside_bulk_ws", p99, "us", base[1])
+                emit(f"echo_rtt_p99_beside_bulk_{carrier}", p99, "us", base[1])
             if carrier == "ws" and "ssh" in tests and _agent_side:
                 emit("ssh_peer_skipped", 0, "", None, reason="not over --link")
             elif carrier == "ws" and "ssh" in tests:
@@ -726,6 +917,23 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
                     direct_echo,
                     tests,
                 )
+            if args.peer and _agent_side:
+                emit("peer_skipped", 0, "", None, reason="not over --link")
+            elif args.peer:
+                await compare_peers(
+                    reactor,
+                    carrier,
+                    args.peer if not peers_done else [],
+                    hub.sessions[0],
+                    measure,
+                    target,
+                    runs,
+                    (size, per_stream),
+                    direct_bulk,
+                    direct_echo,
+                    tests,
+                )
+                peers_done = True
             proc.terminate()
             proc.wait()
             await hub.port.stopListening()
@@ -759,6 +967,13 @@ def _queue_argument(text: str) -> int | None:
     return None if text == "auto" else int(text)
 
 
+def _peer_argument(text: str) -> tuple[str, list[str]]:
+    try:
+        return parse_peer(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="1 GiB bulk, 64x64 MiB")
@@ -766,7 +981,10 @@ def main() -> None:
     parser.add_argument("--stream-mib", type=int, default=4)
     parser.add_argument("--idle", type=int, default=1000)
     parser.add_argument(
-        "--carriers", default="ws,wss,tls", help="comma-separated: ws, wss, tls"
+        "--carriers",
+        default="upgrade,upgrade-tls,ws,wss,tls",
+        help="comma-separated: ws, wss, tls, upgrade (HTTP upgrade to raw frames), "
+        "upgrade-tls, tcp (the stream carrier without TLS)",
     )
     parser.add_argument(
         "--tests",
@@ -808,6 +1026,16 @@ def main() -> None:
         metavar="BYTES",
         help="SessionConfig.carrier_queue of both ends: auto (the default), 0 "
         "(tuned for throughput) or bytes",
+    )
+    parser.add_argument(
+        "--peer",
+        type=_peer_argument,
+        action="append",
+        default=[],
+        metavar="NAME=COMMAND",
+        help="also measure bulk, 64 streams and echo through another tunnel: "
+        "COMMAND forwards a local port to {target} and prints that port "
+        "(see benchmarks/_peer.py); repeatable",
     )
     parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--source", action="store_true", help=argparse.SUPPRESS)

@@ -229,6 +229,15 @@ class AgentOptions(ClusternetOptions):
         ["kube-threads", None, "10", "Threads for calls to the API servers."],
         ["tunnel-queue", None, "auto", TUNNEL_QUEUE_HELP],
         [
+            "tunnel-transport",
+            None,
+            "auto",
+            "How the tunnel crosses the parent: upgrade (an HTTP upgrade to the "
+            "tunnel's own framing), websocket, or auto: upgrade, switching to "
+            "websocket for good if the parent answers the upgrade like a hub that "
+            "does not know it.",
+        ],
+        [
             "shutdown-timeout",
             None,
             "8s",
@@ -249,6 +258,7 @@ class AgentOptions(ClusternetOptions):
         "retry-period": coerce_duration,
         "kube-threads": coerce_positive_int,
         "tunnel-queue": coerce_tunnel_queue,
+        "tunnel-transport": coerce_choice("auto", "upgrade", "websocket"),
         "shutdown-timeout": coerce_duration,
         "identity-mode": coerce_choice("impersonate", "token", "none"),
         "impersonate-group-map": _group_map,

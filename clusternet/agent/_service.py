@@ -63,9 +63,9 @@ from clusternet.tunnel import (
     ReconnectingTunnelClient,
     Role,
     SessionConfig,
+    TunnelConnector,
     TunnelMetrics,
     TunnelSession,
-    connect_websocket,
 )
 
 __all__ = ["AgentWork", "make_agent_service"]
@@ -142,6 +142,7 @@ class AgentWork(Service):
         self.tunnel: ReconnectingTunnelClient | None = None
         self._running_parts = MultiService()
         self._task: Deferred[None] | None = None
+        self._connector = TunnelConnector(reactor, options["tunnel-transport"])
         self.identity = IdentityPolicy(
             mode=options["identity-mode"],
             group_map=options["impersonate-group-map"],
@@ -246,8 +247,8 @@ class AgentWork(Service):
         if secure:
             tls = _tls_for(credentials.ca_pem, credentials.insecure_skip_tls_verify)
             endpoint = wrapClientTLS(tls(host), endpoint)
-        scheme = "wss" if secure else "ws"
-        url = f"{scheme}://{urlsplit(credentials.parent_url).netloc}{SOCKETS_PATH}{credentials.cluster_id}"
+        where = f"{urlsplit(credentials.parent_url).netloc}{SOCKETS_PATH}"
+        where += credentials.cluster_id
         direct = None
         if self._direct is not None:
             direct = self._direct(self._child_info, self.identity)
@@ -271,12 +272,12 @@ class AgentWork(Service):
                 config=SessionConfig(carrier_queue=self._options["tunnel-queue"]),
             )
 
-        return connect_websocket(
-            self._reactor,
+        return self._connector.connect(
             endpoint,
-            url,
+            secure,
+            where,
             session,
-            headers={"Authorization": f"Bearer {credentials.token}"},
+            {"Authorization": f"Bearer {credentials.token}"},
         )
 
     def stopService(self) -> Deferred[Any]:
@@ -444,13 +445,14 @@ def make_agent_service(
 
     Logger().info(
         "clusternet-agent starting: child {child}, parent {parent}, identity mode "
-        "{mode}, status every {update}s, leader election {elect}, tunnel queue "
-        "{queue}",
+        "{mode}, status every {update}s, leader election {elect}, tunnel "
+        "{transport}, tunnel queue {queue}",
         child=child_info.server,
         parent=options["cluster-reg-parent-url"] or "(from the registration secret)",
         mode=options["identity-mode"],
         update=options["cluster-status-update-frequency"],
         elect=options["leader-elect"],
+        transport=options["tunnel-transport"],
         queue={None: "auto", 0: "tuned for throughput"}.get(
             options["tunnel-queue"], f"{(options['tunnel-queue'] or 0) // 1024} KiB"
         ),

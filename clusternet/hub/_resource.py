@@ -34,6 +34,7 @@ from clusternet.hub._registry import ClusterNotConnected, SocketRegistry, Unknow
 from clusternet.hub._routes import Route, RouteError, parse_route
 from clusternet.hub._tls import peer_chain
 from clusternet.proxy import IStreamingResource, StreamingRequest
+from clusternet.tunnel import is_tunnel_upgrade
 
 __all__ = ["AttachHandler", "HubResource", "ProxyHandler", "verb_for"]
 
@@ -203,7 +204,7 @@ class HubResource(Resource):
     async def _serve_socket(
         self, request: Request, user: User, cluster_id: str
     ) -> None:
-        if _is_websocket_upgrade(request):
+        if _is_websocket_upgrade(request) or is_tunnel_upgrade(request):
             await self._authorizer.require(
                 user, RequestAttributes("create", "sockets", cluster_id)
             )

@@ -1,9 +1,10 @@
 """
 Agents attaching their tunnels, and the hub's side of every stream it opens.
 
-An attach is a WebSocket upgrade of C{GET .../sockets/<cluster-id>}, already
-authenticated and authorized by L{clusternet.hub.HubResource}; this module takes
-the connection over (as autobahn's C{WebSocketResource} does), runs a
+An attach is an upgrade of C{GET .../sockets/<cluster-id>}, already
+authenticated and authorized by L{clusternet.hub.HubResource}: to the tunnel's
+own protocol (C{Upgrade: clusternet-tunnel.v1}, raw frames; what agents ask
+for first) or to WebSocket.  This module takes the connection over, runs a
 L{TunnelSession} on it and keeps it in the L{SocketRegistry} while it lives.
 
 Streams the hub opens name their target with a small convention the agent's
@@ -28,7 +29,7 @@ from autobahn.twisted.resource import WebSocketResource
 from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.web.server import Request
+from twisted.web.server import NOT_DONE_YET, Request
 
 from clusternet.hub._auth import User
 from clusternet.hub._registry import SocketRegistry
@@ -39,6 +40,8 @@ from clusternet.tunnel import (
     TunnelMetrics,
     TunnelSession,
     TunnelWebSocketServerFactory,
+    is_tunnel_upgrade,
+    take_over,
 )
 
 __all__ = ["DIRECT_TARGET", "TunnelAttach", "stream_target"]
@@ -84,7 +87,7 @@ class TunnelAttach:
         if forwarded:
             address = forwarded.decode("latin-1").split(",")[0].strip()
 
-        def accept(upgrade: ConnectionRequest) -> TunnelSession:
+        def accept(upgrade: ConnectionRequest | None) -> TunnelSession:
             session = TunnelSession(
                 Role.ACCEPTOR,
                 self._reactor,
@@ -100,6 +103,9 @@ class TunnelAttach:
             session.when_closed().addCallback(self._closed, cluster_id, session)
             return session
 
+        if is_tunnel_upgrade(request):
+            take_over(request, accept(None))
+            return NOT_DONE_YET
         factory = TunnelWebSocketServerFactory(accept, self._reactor)
         if getattr(request, "content", None) is None:
             # A streaming request has no buffered body; an upgrade GET has none.

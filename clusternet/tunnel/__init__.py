@@ -32,6 +32,7 @@ from clusternet.tunnel._codec import (
     WindowUpdate,
     encode,
 )
+from clusternet.tunnel._connector import CARRIERS, TunnelConnector
 from clusternet.tunnel._dialer import (
     AllowList,
     DialingAcceptor,
@@ -66,6 +67,13 @@ from clusternet.tunnel._session import (
 )
 from clusternet.tunnel._tcp import StreamCarrierFactory, StreamCarrierProtocol
 from clusternet.tunnel._tuning import tune_allocator
+from clusternet.tunnel._upgrade import (
+    UPGRADE_PROTOCOL,
+    UpgradeNotSupported,
+    connect_upgrade,
+    is_tunnel_upgrade,
+    take_over,
+)
 from clusternet.tunnel._websocket import (
     SUBPROTOCOL,
     TunnelWebSocketClientFactory,
@@ -75,12 +83,14 @@ from clusternet.tunnel._websocket import (
 
 __all__ = [
     "AUTO_CARRIER_QUEUE",
+    "CARRIERS",
     "DEFAULT_INITIAL_WINDOW",
     "DEFAULT_MAX_FRAME",
     "DEFAULT_MAX_STREAMS",
     "MIN_CARRIER_QUEUE",
     "PROTOCOL_VERSION",
     "SUBPROTOCOL",
+    "UPGRADE_PROTOCOL",
     "AllowList",
     "Backoff",
     "Data",
@@ -118,6 +128,7 @@ __all__ = [
     "StreamOpenFailed",
     "TunnelAddress",
     "TunnelClosed",
+    "TunnelConnector",
     "TunnelEndpoint",
     "TunnelMetrics",
     "TunnelSession",
@@ -125,10 +136,14 @@ __all__ = [
     "TunnelStreamReset",
     "TunnelWebSocketClientFactory",
     "TunnelWebSocketServerFactory",
+    "UpgradeNotSupported",
     "WindowUpdate",
+    "connect_upgrade",
     "connect_websocket",
     "encode",
+    "is_tunnel_upgrade",
     "parse_target",
+    "take_over",
     "tcp_endpoint",
     "tune_allocator",
 ]

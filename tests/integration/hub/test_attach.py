@@ -37,6 +37,8 @@ from clusternet.tunnel import (
     StreamOpenFailed,
     TunnelClosed,
     TunnelSession,
+    UpgradeNotSupported,
+    connect_upgrade,
     connect_websocket,
 )
 
@@ -186,3 +188,34 @@ class AttachTests(TestCase):
         reason = await first.when_closed()
         assert reason
         assert len(self.registry) == 1
+
+
+class UpgradeAttachTests(AttachTests):
+    """
+    The same, with the agent attaching through the tunnel's own HTTP upgrade
+    (what agents ask for first) instead of WebSocket.
+    """
+
+    def attach(self, cluster: str, token: str) -> Deferred[TunnelSession]:
+        port = self.hub.getHost().port
+        url = f"http://127.0.0.1:{port}/apis/proxies.clusternet.io/v1alpha1/sockets/{cluster}"
+        return connect_upgrade(
+            reactor,
+            TCP4ClientEndpoint(reactor, "127.0.0.1", port),
+            url,
+            self.agent_session,
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    async def test_a_refusal_says_why(self) -> None:
+        await self.setup()
+        with self.assertRaises(TunnelClosed) as caught:
+            await self.attach(B, "token-a")
+        message = str(caught.exception)
+        assert "403 Forbidden" in message, message
+        assert "sockets" in message, message
+        assert not isinstance(caught.exception, UpgradeNotSupported)
+        with self.assertRaises(TunnelClosed) as caught:
+            await self.attach(A, "forged")
+        assert "401 Unauthorized" in str(caught.exception)
+        assert "forged" not in str(caught.exception)

@@ -32,7 +32,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, readBody
 from twisted.web.resource import Resource
-from twisted.web.server import Site
+from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
 
 from clusternet.pki import issue_certificate, make_ca
@@ -44,11 +44,15 @@ from clusternet.tunnel import (
     Role,
     SessionConfig,
     StreamCarrierFactory,
+    StreamCarrierProtocol,
     StreamOpenFailed,
+    TunnelConnector,
     TunnelMetrics,
     TunnelSession,
     TunnelWebSocketServerFactory,
-    connect_websocket,
+    UpgradeNotSupported,
+    is_tunnel_upgrade,
+    take_over,
 )
 
 reactor: Any = _reactor
@@ -167,11 +171,39 @@ class Loopback(TestCase):
         )
 
     async def websocket_pair(self, tls: bool = False) -> tuple[Any, Any]:
+        return await self.pair(tls, "websocket", upgrades=False)
+
+    async def upgrade_pair(self, tls: bool = False) -> tuple[Any, Any]:
+        return await self.pair(tls, "upgrade")
+
+    async def pair(
+        self, tls: bool, carrier: str, upgrades: bool = True
+    ) -> tuple[Any, Any]:
+        """
+        A hub taking WebSocket (and, with C{upgrades}, the tunnel upgrade)
+        at the sockets path, and an agent attached to it with C{carrier}.
+        """
+
         def accept(request: Any) -> TunnelSession:
             if request.headers.get("authorization") != TOKEN:
                 raise ConnectionDeny(401, "no")
             assert request.path == "/apis/proxies.clusternet.io/v1alpha1/sockets/c1"
             return self.hub_session()
+
+        websocket = WebSocketResource(TunnelWebSocketServerFactory(accept, reactor))
+        hub_session = self.hub_session
+
+        class Attach(Resource):
+            isLeaf = True
+
+            def render(self, request: Any) -> Any:
+                if upgrades and is_tunnel_upgrade(request):
+                    if request.getHeader(b"authorization") != TOKEN.encode():
+                        request.setResponseCode(401)
+                        return b"no"
+                    take_over(request, hub_session())
+                    return NOT_DONE_YET
+                return websocket.render(request)
 
         root = Resource()
         apis = Resource()
@@ -181,9 +213,7 @@ class Loopback(TestCase):
             child = Resource()
             node.putChild(part, child)
             node = child
-        node.putChild(
-            b"c1", WebSocketResource(TunnelWebSocketServerFactory(accept, reactor))
-        )
+        node.putChild(b"c1", Attach())
         site = Site(root)
         if tls:
             ca = make_ca("test-ca")
@@ -198,18 +228,18 @@ class Loopback(TestCase):
                 ),
                 TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port),
             )
-            scheme = "wss"
         else:
             port = reactor.listenTCP(0, site, interface="127.0.0.1")
             endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
-            scheme = "ws"
         self.addCleanup(port.stopListening)
-        url = (
-            f"{scheme}://127.0.0.1:{port.getHost().port}"
-            "/apis/proxies.clusternet.io/v1alpha1/sockets/c1"
-        )
-        agent = await connect_websocket(
-            reactor, endpoint, url, self.agent_session, {"Authorization": TOKEN}
+        self.connector = TunnelConnector(reactor, carrier)
+        agent = await self.connector.connect(
+            endpoint,
+            tls,
+            f"127.0.0.1:{port.getHost().port}"
+            "/apis/proxies.clusternet.io/v1alpha1/sockets/c1",
+            self.agent_session,
+            {"Authorization": TOKEN},
         )
         hub = await self.session_ready
         await agent.when_ready()
@@ -247,6 +277,36 @@ class Loopback(TestCase):
 
     async def test_wss_with_ca_bundle_many_streams_byte_exact(self) -> None:
         hub, _agent = await self.websocket_pair(tls=True)
+        await self.many_streams(hub)
+
+    async def test_upgrade_many_streams_byte_exact(self) -> None:
+        hub, agent = await self.upgrade_pair()
+        assert isinstance(agent.transport, StreamCarrierProtocol)
+        await self.many_streams(hub)
+
+    async def test_upgrade_over_tls_many_streams_byte_exact(self) -> None:
+        hub, agent = await self.upgrade_pair(tls=True)
+        assert isinstance(agent.transport, StreamCarrierProtocol)
+        await self.many_streams(hub)
+
+    async def test_auto_falls_back_to_websocket_for_good(self) -> None:
+        """
+        Against a hub that takes only WebSocket (an older one), C{auto}
+        attaches over WebSocket, and asks for WebSocket at once next time.
+        """
+        hub, agent = await self.pair(False, "auto", upgrades=False)
+        assert not isinstance(agent.transport, StreamCarrierProtocol)
+        assert self.connector.carrier == "websocket"
+        await self.many_streams(hub)
+
+    async def test_upgrade_only_fails_against_a_websocket_only_hub(self) -> None:
+        with self.assertRaises(UpgradeNotSupported):
+            await self.pair(False, "upgrade", upgrades=False)
+
+    async def test_auto_uses_the_upgrade_where_the_hub_takes_it(self) -> None:
+        hub, agent = await self.pair(True, "auto")
+        assert isinstance(agent.transport, StreamCarrierProtocol)
+        assert self.connector.carrier == "auto"
         await self.many_streams(hub)
 
     async def test_websocket_payload_split_across_frames_and_messages(self) -> None:

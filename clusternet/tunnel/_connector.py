@@ -1,0 +1,97 @@
+"""
+Which carrier the dialing side asks for: the tunnel's own HTTP upgrade, or
+WebSocket, or the upgrade first and WebSocket for good once the server
+answers the upgrade like one that does not know it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from clusternet.tunnel._session import TunnelSession
+from clusternet.tunnel._upgrade import UpgradeNotSupported, connect_upgrade
+from clusternet.tunnel._websocket import connect_websocket
+
+__all__ = ["CARRIERS", "TunnelConnector"]
+
+#: The choices of C{--tunnel-transport}.
+CARRIERS = ("auto", "upgrade", "websocket")
+
+
+class TunnelConnector:
+    """
+    Attaches sessions to one server address with the chosen carrier.
+
+    @param carrier: C{"upgrade"}, C{"websocket"} or C{"auto"}: the upgrade,
+        falling back to WebSocket (for the life of this connector) when the
+        server answers it with L{UpgradeNotSupported}.
+    """
+
+    _log = Logger()
+
+    def __init__(self, reactor: IReactorTime, carrier: str = "auto") -> None:
+        if carrier not in CARRIERS:
+            raise ValueError(f"unknown tunnel carrier {carrier!r}")
+        self._reactor = reactor
+        self.carrier = carrier
+
+    def connect(
+        self,
+        endpoint: IStreamClientEndpoint,
+        secure: bool,
+        where: str,
+        session_factory: Callable[[], TunnelSession],
+        headers: Mapping[str, str],
+    ) -> Deferred[TunnelSession]:
+        """
+        Connect C{endpoint} (TLS-wrapped when C{secure}) and attach a session
+        at C{where} (C{host:port/path}); fires as L{connect_upgrade} and
+        L{connect_websocket} do.
+        """
+        if self.carrier == "websocket":
+            return self._websocket(endpoint, secure, where, session_factory, headers)
+        scheme = "https" if secure else "http"
+        attached = connect_upgrade(
+            self._reactor, endpoint, f"{scheme}://{where}", session_factory, headers
+        )
+        if self.carrier == "auto":
+            attached.addErrback(
+                self._fall_back, endpoint, secure, where, session_factory, headers
+            )
+        return attached
+
+    def _websocket(
+        self,
+        endpoint: IStreamClientEndpoint,
+        secure: bool,
+        where: str,
+        session_factory: Callable[[], TunnelSession],
+        headers: Mapping[str, str],
+    ) -> Deferred[TunnelSession]:
+        scheme = "wss" if secure else "ws"
+        return connect_websocket(
+            self._reactor, endpoint, f"{scheme}://{where}", session_factory, headers
+        )
+
+    def _fall_back(
+        self,
+        failure: Failure,
+        endpoint: IStreamClientEndpoint,
+        secure: bool,
+        where: str,
+        session_factory: Callable[[], TunnelSession],
+        headers: Mapping[str, str],
+    ) -> Deferred[TunnelSession]:
+        failure.trap(UpgradeNotSupported)
+        self.carrier = "websocket"
+        self._log.warn(
+            "The server does not take the tunnel upgrade ({reason}); using "
+            "WebSocket from now on",
+            reason=failure.getErrorMessage(),
+        )
+        return self._websocket(endpoint, secure, where, session_factory, headers)
