@@ -347,6 +347,14 @@ def main() -> int:
     parser.add_argument(
         "--no-kubectl-proxy", action="store_true", help="skip the kubectl proxy path"
     )
+    parser.add_argument(
+        "--agent-arg",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="an extra flag for the agent, such as --agent-arg=--tunnel-transport="
+        "websocket (repeatable)",
+    )
     parser.add_argument("--data-dir", help="where the fleet keeps state and logs")
     parser.add_argument(
         "--keep", action="store_true", help="keep the data dir (logs) afterwards"
@@ -357,7 +365,7 @@ def main() -> int:
     deadline = time.monotonic() + args.budget
     made_dir = args.data_dir is None
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="clusternet-bench-proxy-"))
-    fleet = Fleet(data_dir, children=1, say=say)
+    fleet = Fleet(data_dir, children=1, say=say, agent_args=args.agent_arg)
     kubectl_proxy: subprocess.Popen[bytes] | None = None
     clients: list[Client] = []
     failed = False
