@@ -27,9 +27,11 @@ class TunnelConnector:
     """
     Attaches sessions to one server address with the chosen carrier.
 
-    @param carrier: C{"upgrade"}, C{"websocket"} or C{"auto"}: the upgrade,
-        falling back to WebSocket (for the life of this connector) when the
-        server answers it with L{UpgradeNotSupported}.
+    @param carrier: C{"upgrade"}, C{"websocket"} or C{"auto"}: the upgrade;
+        when the server answers it with L{UpgradeNotSupported}, WebSocket at
+        once, and only WebSocket from then on if that attached (a server
+        that answered 404 because its API was not registered yet, and then
+        refuses WebSocket too, gets the upgrade again next time).
     """
 
     _log = Logger()
@@ -88,10 +90,17 @@ class TunnelConnector:
         headers: Mapping[str, str],
     ) -> Deferred[TunnelSession]:
         failure.trap(UpgradeNotSupported)
-        self.carrier = "websocket"
-        self._log.warn(
-            "The server does not take the tunnel upgrade ({reason}); using "
-            "WebSocket from now on",
-            reason=failure.getErrorMessage(),
-        )
-        return self._websocket(endpoint, secure, where, session_factory, headers)
+        reason = failure.getErrorMessage()
+
+        def attached(session: TunnelSession) -> TunnelSession:
+            if self.carrier == "auto":
+                self.carrier = "websocket"
+                self._log.warn(
+                    "The server does not take the tunnel upgrade ({reason}); "
+                    "using WebSocket from now on",
+                    reason=reason,
+                )
+            return session
+
+        attaching = self._websocket(endpoint, secure, where, session_factory, headers)
+        return attaching.addCallback(attached)

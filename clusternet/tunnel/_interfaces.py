@@ -22,6 +22,9 @@ class ITunnelTransport(Interface):
     """
 
     peer = Attribute("A short text naming the far end, for logs.")
+    kind = Attribute(
+        "What carries the session, for logs: upgrade, websocket, stream, memory."
+    )
 
     def write(data: Sequence[bytes | memoryview]) -> None:
         """

@@ -21,6 +21,8 @@ class MemoryTransport:
     One end of a L{MemoryLink}.
     """
 
+    kind = "memory"
+
     def __init__(self, link: MemoryLink, side: int, peer: str) -> None:
         self._link = link
         self._side = side

@@ -124,7 +124,11 @@ class ReconnectingTunnelClient(Service):
             session.close("the tunnel client stopped")
             return
         self.session = session
-        self._log.info("Tunnel up: {name}", name=session.name)
+        self._log.info(
+            "Tunnel up: {name} ({kind})",
+            name=session.name,
+            kind=getattr(session.transport, "kind", "?"),
+        )
         waiters, self._waiters = self._waiters, []
         for d in waiters:
             d.callback(session)

@@ -34,9 +34,10 @@ class StreamCarrierProtocol(Protocol):
 
     _batcher: ReadBatcher | None = None
 
-    def __init__(self, session: ITunnelProtocol) -> None:
+    def __init__(self, session: ITunnelProtocol, kind: str = "stream") -> None:
         self.session = session
         self.peer = ""
+        self.kind = kind
         # Set on connection (see unbuffered_write); the session writes only
         # once connection_made handed it this carrier.
         self._write: Callable[[bytes], None]

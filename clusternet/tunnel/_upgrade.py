@@ -132,7 +132,7 @@ def take_over(request: Any, session: ITunnelProtocol) -> None:
     if set_timeout is not None:
         set_timeout(None)
     channel.transport = None
-    carrier = StreamCarrierProtocol(session)
+    carrier = StreamCarrierProtocol(session, kind="upgrade")
     if isinstance(transport, ProtocolWrapper):
         transport.wrappedProtocol = carrier
     elif isinstance(getattr(transport, "protocol", None), ProtocolWrapper):
@@ -296,7 +296,7 @@ class _Upgrader(Protocol):
             self._timer.cancel()
             self._timer = None
         session = self._session_factory()
-        carrier = self._carrier = StreamCarrierProtocol(session)
+        carrier = self._carrier = StreamCarrierProtocol(session, kind="upgrade")
         carrier.makeConnection(self.transport)
         if not self._result.called:
             self._result.callback(session)

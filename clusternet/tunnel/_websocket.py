@@ -163,6 +163,7 @@ class _CarrierMixin:
 
     # ITunnelTransport
     peer: str = ""
+    kind = "websocket"
 
     def write(self, data: Sequence[bytes | memoryview]) -> None:
         if not self._carrier_open or self.state != self.STATE_OPEN:  # type: ignore[attr-defined]

@@ -34,18 +34,21 @@ from twisted.web.client import Agent, readBody
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 from zope.interface import implementer
+from zope.interface.verify import verifyObject
 
 from clusternet.pki import issue_certificate, make_ca
 from clusternet.tunnel import (
     AllowList,
     Backoff,
     DialingAcceptor,
+    ITunnelTransport,
     ReconnectingTunnelClient,
     Role,
     SessionConfig,
     StreamCarrierFactory,
     StreamCarrierProtocol,
     StreamOpenFailed,
+    TunnelClosed,
     TunnelConnector,
     TunnelMetrics,
     TunnelSession,
@@ -281,7 +284,9 @@ class Loopback(TestCase):
 
     async def test_upgrade_many_streams_byte_exact(self) -> None:
         hub, agent = await self.upgrade_pair()
-        assert isinstance(agent.transport, StreamCarrierProtocol)
+        for session in (hub, agent):
+            assert verifyObject(ITunnelTransport, session.transport)
+            assert session.transport.kind == "upgrade"
         await self.many_streams(hub)
 
     async def test_upgrade_over_tls_many_streams_byte_exact(self) -> None:
@@ -295,9 +300,30 @@ class Loopback(TestCase):
         attaches over WebSocket, and asks for WebSocket at once next time.
         """
         hub, agent = await self.pair(False, "auto", upgrades=False)
-        assert not isinstance(agent.transport, StreamCarrierProtocol)
+        assert agent.transport.kind == "websocket"
         assert self.connector.carrier == "websocket"
         await self.many_streams(hub)
+
+    async def test_auto_keeps_asking_for_the_upgrade_while_nothing_attaches(
+        self,
+    ) -> None:
+        """
+        A server that answers 404 to both (an API server whose hub is not
+        registered yet) does not make C{auto} give the upgrade up.
+        """
+        missing = reactor.listenTCP(0, Site(Resource()), interface="127.0.0.1")
+        self.addCleanup(missing.stopListening)
+        connector = TunnelConnector(reactor, "auto")
+        for _ in range(2):
+            with self.assertRaises(TunnelClosed):
+                await connector.connect(
+                    TCP4ClientEndpoint(reactor, "127.0.0.1", missing.getHost().port),
+                    False,
+                    f"127.0.0.1:{missing.getHost().port}/apis/x/sockets/c1",
+                    self.agent_session,
+                    {"Authorization": TOKEN},
+                )
+            assert connector.carrier == "auto"
 
     async def test_upgrade_only_fails_against_a_websocket_only_hub(self) -> None:
         with self.assertRaises(UpgradeNotSupported):
