@@ -233,9 +233,9 @@ class AgentOptions(ClusternetOptions):
             None,
             "auto",
             "How the tunnel crosses the parent: upgrade (an HTTP upgrade to the "
-            "tunnel's own framing), websocket, or auto: upgrade, switching to "
-            "websocket for good if the parent answers the upgrade like a hub that "
-            "does not know it.",
+            "tunnel's own framing), websocket, or auto: upgrade, and websocket "
+            "from then on where the parent answers the upgrade like a hub that "
+            "does not know it and WebSocket works.",
         ],
         [
             "shutdown-timeout",
