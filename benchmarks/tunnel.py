@@ -52,6 +52,7 @@ from twisted.protocols.portforward import (
     ProxyFactory,
     ProxyServer,
 )
+from twisted.web.resource import Resource
 
 from clusternet.tunnel._tuning import tune_transport
 
@@ -371,7 +372,7 @@ async def echo_under_load(
     return p50, p99, rate
 
 
-class _UpgradeResource:
+class _UpgradeResource(Resource):
     """
     Takes the tunnel upgrade (the hub authorizes before this, see
     clusternet.hub).
@@ -380,6 +381,7 @@ class _UpgradeResource:
     isLeaf = True
 
     def __init__(self, new_session: Callable[[Any], Any]) -> None:
+        super().__init__()
         self.new_session = new_session
 
     def render(self, request: Any) -> Any:
@@ -399,7 +401,6 @@ class Hub:
         self, reactor: Any, carrier: str, tls: Any, host: str = "127.0.0.1"
     ) -> None:
         from autobahn.twisted.resource import WebSocketResource
-        from twisted.web.resource import Resource
         from twisted.web.server import Site
 
         from clusternet.tunnel import (
