@@ -95,9 +95,11 @@ def _tokens(value: bytes | None) -> set[bytes]:
 
 def is_tunnel_upgrade(request: IRequest) -> bool:
     """
-    Whether C{request} asks to switch to this carrier (C{Connection: upgrade}
-    and C{Upgrade: clusternet-tunnel.v1}, any case).
+    Whether C{request} asks to switch to this carrier: a C{GET} with
+    C{Connection: upgrade} and C{Upgrade: clusternet-tunnel.v1}, any case.
     """
+    if request.method != b"GET":
+        return False
     connection = b",".join(request.requestHeaders.getRawHeaders(b"connection", []))
     upgrade = b",".join(request.requestHeaders.getRawHeaders(b"upgrade", []))
     return b"upgrade" in _tokens(connection) and _tokens(upgrade) == {
@@ -115,7 +117,10 @@ def take_over(request: Any, session: ITunnelProtocol) -> None:
     C{WebSocketResource}: its HTTP channel no longer sees it.
     """
     channel = request.channel
-    transport = channel.transport
+    transport = getattr(channel, "transport", None)
+    if transport is None:
+        # HTTP/2 (a stream of a shared connection) cannot be taken over.
+        raise ValueError("the tunnel upgrade needs an HTTP/1.1 connection")
     # Bytes the client sent after its request head: twisted.web keeps them
     # for the next request, but they belong to the tunnel.
     leftover = b"".join(getattr(channel, "_dataBuffer", []))

@@ -310,3 +310,6 @@ def test_is_tunnel_upgrade() -> None:
     assert not is_tunnel_upgrade(request(connection="Upgrade", upgrade="websocket"))
     assert not is_tunnel_upgrade(request(upgrade=UPGRADE_PROTOCOL))
     assert not is_tunnel_upgrade(request(connection="Upgrade"))
+    post = request(connection="Upgrade", upgrade=UPGRADE_PROTOCOL)
+    post.method = b"POST"
+    assert not is_tunnel_upgrade(post)
