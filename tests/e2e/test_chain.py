@@ -11,6 +11,7 @@ import hashlib
 import http.client
 import http.server
 import json
+import re
 import shutil
 import socket
 import socketserver
@@ -98,14 +99,18 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Fleet, int
     ports = (target.server_address[1], upgrade.server_address[1])
     allow = ",".join(f"127.0.0.1:{p}" for p in ports)
     data = tmp_path_factory.mktemp("chain")
-    # The agent runs with a short carrier queue, as on a slow uplink: the
-    # bulk tests below cover that path; the other end-to-end tests run the
-    # default.
+    # The agent runs with a short carrier queue, as on a slow uplink, and
+    # attaches over WebSocket: the bulk tests below cover those paths; the
+    # other end-to-end tests run the defaults (the tunnel upgrade).
     fleet = Fleet(
         data,
         children=1,
         say=lambda line: None,
-        agent_args=[f"--dial-allow={allow}", "--tunnel-queue=64Ki"],
+        agent_args=[
+            f"--dial-allow={allow}",
+            "--tunnel-queue=64Ki",
+            "--tunnel-transport=websocket",
+        ],
     )
     try:
         fleet.start()
@@ -134,6 +139,24 @@ def parent_connection(fleet: Fleet) -> tuple[http.client.HTTPSConnection, str]:
     return http.client.HTTPSConnection(
         host, int(port), context=context, timeout=120
     ), base
+
+
+def tunnel_kinds(fleet: Fleet) -> list[str]:
+    """
+    The carriers the agents' tunnels came up over, from their logs.
+    """
+    kinds = []
+    for log in sorted(fleet.data_dir.glob("agent-*.log")):
+        kinds += re.findall(r"Tunnel up: \S+ \((\w+)\)", log.read_text())
+    return kinds
+
+
+def test_the_agent_attached_over_websocket_as_told(
+    chain: tuple[Fleet, int, int],
+) -> None:
+    fleet, _, _ = chain
+    kinds = tunnel_kinds(fleet)
+    assert kinds and set(kinds) == {"websocket"}, kinds
 
 
 def test_50mb_both_ways_through_the_parent_byte_exact(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -54,6 +55,15 @@ def test_children_are_registered_approved_and_ready(fleet: Fleet) -> None:
         assert status["readyz"] is True and status["healthz"] is True
     wide = fleet.parent_kubectl("get", "mcls", "-A")
     assert "KUBERNETES" in wide and "READYZ" in wide
+
+
+def test_agents_attach_with_the_tunnel_upgrade_through_the_parent(
+    fleet: Fleet,
+) -> None:
+    kinds = []
+    for log in sorted(fleet.data_dir.glob("agent-*.log")):
+        kinds += re.findall(r"Tunnel up: \S+ \((\w+)\)", log.read_text())
+    assert len(kinds) >= 2 and set(kinds) == {"upgrade"}, kinds
 
 
 def test_kubectl_reaches_each_child_through_the_parent(fleet: Fleet) -> None:
