@@ -67,17 +67,30 @@ _REFUSAL_BODY = 4096
 #: Seconds a refusal's body may take to arrive after its head.
 _REFUSAL_WAIT = 2.0
 
-#: Statuses with which a server that does not know this carrier answers the
-#: upgrade (it serves the request as a plain GET, or refuses the protocol);
-#: the dialing side may then fall back to WebSocket.
-_NOT_SUPPORTED = frozenset({400, 404, 405, 406, 426, 501})
+#: Statuses that say nothing of whether WebSocket would get through: the
+#: credentials were refused (401), or the server is busy or down (429, 5xx).
+_NOT_ABOUT_THE_PROTOCOL = frozenset({401, 429})
+
+
+def _may_be_the_protocol(code: int) -> bool:
+    """
+    Whether a refusal with C{code} may be of the protocol, which WebSocket
+    could get past: any 2xx or 3xx (a server that served the request as a
+    plain GET), and 4xx but 401 and 429 (an older hub: 404, 405, 426; or
+    something in between that lets only WebSocket upgrades through: Envoy
+    answers 403 to an upgrade it is not configured for).
+    """
+    if code < 400:
+        return True
+    return (code < 500 and code not in _NOT_ABOUT_THE_PROTOCOL) or code == 501
 
 
 class UpgradeNotSupported(TunnelClosed):
     """
-    The server answered the upgrade as if it did not know the protocol
-    (a 2xx, or 400, 404, 405, 406, 426, 501): an older hub, or something in
-    the way that passes only WebSocket upgrades.  C{code} is the status.
+    The upgrade was refused in a way that may be about the protocol itself
+    (see L{_may_be_the_protocol}): an older hub, or something in the way that
+    passes only WebSocket upgrades; WebSocket may still get through.  C{code}
+    is the status.
     """
 
     def __init__(self, code: int, message: str) -> None:
@@ -322,7 +335,7 @@ class _Upgrader(Protocol):
         code, phrase, _ = self._refusal
         message = _refusal_message(code, phrase, self._body[:_REFUSAL_BODY])
         error: TunnelClosed
-        if 200 <= code < 300 or code in _NOT_SUPPORTED:
+        if _may_be_the_protocol(code):
             error = UpgradeNotSupported(code, message)
         else:
             error = TunnelClosed(string=message)

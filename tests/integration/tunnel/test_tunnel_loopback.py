@@ -180,7 +180,11 @@ class Loopback(TestCase):
         return await self.pair(tls, "upgrade")
 
     async def pair(
-        self, tls: bool, carrier: str, upgrades: bool = True
+        self,
+        tls: bool,
+        carrier: str,
+        upgrades: bool = True,
+        refuse_upgrades_with: int | None = None,
     ) -> tuple[Any, Any]:
         """
         A hub taking WebSocket (and, with C{upgrades}, the tunnel upgrade)
@@ -200,6 +204,10 @@ class Loopback(TestCase):
             isLeaf = True
 
             def render(self, request: Any) -> Any:
+                if refuse_upgrades_with and is_tunnel_upgrade(request):
+                    # Something in between that passes only WebSocket.
+                    request.setResponseCode(refuse_upgrades_with)
+                    return b"upgrade not allowed"
                 if upgrades and is_tunnel_upgrade(request):
                     if request.getHeader(b"authorization") != TOKEN.encode():
                         request.setResponseCode(401)
@@ -300,6 +308,12 @@ class Loopback(TestCase):
         attaches over WebSocket, and asks for WebSocket at once next time.
         """
         hub, agent = await self.pair(False, "auto", upgrades=False)
+        assert agent.transport.kind == "websocket"
+        assert self.connector.carrier == "websocket"
+        await self.many_streams(hub)
+
+    async def test_auto_gets_past_a_proxy_that_forbids_other_upgrades(self) -> None:
+        hub, agent = await self.pair(True, "auto", refuse_upgrades_with=403)
         assert agent.transport.kind == "websocket"
         assert self.connector.carrier == "websocket"
         await self.many_streams(hub)
