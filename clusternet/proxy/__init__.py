@@ -37,6 +37,7 @@ from clusternet.proxy._server import (
     RequestBody,
     StreamingRequest,
     StreamingSite,
+    switching_protocols,
 )
 from clusternet.proxy._splice import Splice
 
@@ -61,6 +62,7 @@ __all__ = [
     "default_error_status",
     "remaining_path",
     "serialize_head",
+    "switching_protocols",
     "upgrade_token",
     "upstream_request_headers",
 ]

@@ -55,7 +55,11 @@ from clusternet.proxy._headers import (
     upgrade_token,
     upstream_request_headers,
 )
-from clusternet.proxy._server import IStreamingResource, StreamingRequest
+from clusternet.proxy._server import (
+    IStreamingResource,
+    StreamingRequest,
+    switching_protocols,
+)
 from clusternet.proxy._splice import SniffingFactory, SniffingProtocol, Splice
 
 __all__ = [
@@ -553,18 +557,7 @@ class _Exchange:
             for name, values in headers.getAllRawHeaders()
             for value in values
         ]
-        if isinstance(request, StreamingRequest):
-            request.upgraded = True
-        request.setResponseCode(101, head.phrase or b"Switching Protocols")
-        request.startedWriting = 1
-        factory = getattr(channel, "factory", None)
-        if factory is not None:
-            factory.log(request)
-        # Bytes the client sent after its request head: twisted.web keeps
-        # them for the next request, but they belong to the new protocol.
-        leftover = b"".join(getattr(channel, "_dataBuffer", []))
-        if hasattr(channel, "_dataBuffer"):
-            channel._dataBuffer = []
+        leftover = switching_protocols(request, head.phrase or b"Switching Protocols")
         splice = Splice(client, upstream)
         sniffer.attach(splice.upstream_data, splice.upstream_lost)
         original_lost = channel.connectionLost

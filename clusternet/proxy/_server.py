@@ -36,6 +36,7 @@ __all__ = [
     "RequestBody",
     "StreamingRequest",
     "StreamingSite",
+    "switching_protocols",
 ]
 
 # Go's http.Server default MaxHeaderBytes.
@@ -390,6 +391,32 @@ class StreamingRequest(Request):
                 d.callback(None)
             return
         super().connectionLost(reason)
+
+
+def switching_protocols(
+    request: Request, phrase: bytes = b"Switching Protocols"
+) -> bytes:
+    """
+    Record that C{request} is answered with C{101} and that its connection
+    leaves HTTP: twisted.web writes no response of its own, the access log
+    shows the 101, and a L{StreamingRequest} reports the connection's end as
+    success.  The caller writes the 101 itself.
+
+    @return: the bytes the client sent after its request head, which
+        twisted.web kept for a next request but belong to the new protocol.
+    """
+    channel = request.channel
+    if isinstance(request, StreamingRequest):
+        request.upgraded = True
+    request.setResponseCode(101, phrase)
+    request.startedWriting = 1
+    factory = getattr(channel, "factory", None)
+    if factory is not None:
+        factory.log(request)
+    leftover = b"".join(getattr(channel, "_dataBuffer", []))
+    if hasattr(channel, "_dataBuffer"):
+        channel._dataBuffer = []
+    return leftover
 
 
 class StreamingSite(Site):
