@@ -55,39 +55,25 @@ class TunnelConnector:
         at C{where} (C{host:port/path}); fires as L{connect_upgrade} and
         L{connect_websocket} do.
         """
+
+        def websocket() -> Deferred[TunnelSession]:
+            scheme = "wss" if secure else "ws"
+            return connect_websocket(
+                self._reactor, endpoint, f"{scheme}://{where}", session_factory, headers
+            )
+
         if self.carrier == "websocket":
-            return self._websocket(endpoint, secure, where, session_factory, headers)
+            return websocket()
         scheme = "https" if secure else "http"
         attached = connect_upgrade(
             self._reactor, endpoint, f"{scheme}://{where}", session_factory, headers
         )
         if self.carrier == "auto":
-            attached.addErrback(
-                self._fall_back, endpoint, secure, where, session_factory, headers
-            )
+            attached.addErrback(self._fall_back, websocket)
         return attached
 
-    def _websocket(
-        self,
-        endpoint: IStreamClientEndpoint,
-        secure: bool,
-        where: str,
-        session_factory: Callable[[], TunnelSession],
-        headers: Mapping[str, str],
-    ) -> Deferred[TunnelSession]:
-        scheme = "wss" if secure else "ws"
-        return connect_websocket(
-            self._reactor, endpoint, f"{scheme}://{where}", session_factory, headers
-        )
-
     def _fall_back(
-        self,
-        failure: Failure,
-        endpoint: IStreamClientEndpoint,
-        secure: bool,
-        where: str,
-        session_factory: Callable[[], TunnelSession],
-        headers: Mapping[str, str],
+        self, failure: Failure, websocket: Callable[[], Deferred[TunnelSession]]
     ) -> Deferred[TunnelSession]:
         failure.trap(UpgradeNotSupported)
         reason = failure.getErrorMessage()
@@ -102,5 +88,4 @@ class TunnelConnector:
                 )
             return session
 
-        attaching = self._websocket(endpoint, secure, where, session_factory, headers)
-        return attaching.addCallback(attached)
+        return websocket().addCallback(attached)

@@ -563,7 +563,6 @@ class TunnelSession:
         self._round: deque[TunnelStream] = deque()
         self._draining = False
         self._batch = self.config.carrier_queue or _DRAIN_BATCH
-        self._quantum = min(QUANTUM, self._batch)
         # Measuring the carrier, for an automatic carrier_queue.
         self._measuring = self.config.carrier_queue is None
         self._bytes_out = 0
@@ -716,7 +715,6 @@ class TunnelSession:
             return
         self._measuring = False
         self._batch = AUTO_CARRIER_QUEUE
-        self._quantum = min(QUANTUM, AUTO_CARRIER_QUEUE)
         self.transport.limit_queue(AUTO_CARRIER_QUEUE)
         self._log.info(
             "Tunnel session {name}: the carrier drains at {rate:.1f} MiB/s; "
@@ -747,12 +745,13 @@ class TunnelSession:
         self._draining = True
         try:
             queue = self._round
+            quantum = min(QUANTUM, self._batch)
             while queue and not self._carrier_paused and self.close_reason is None:
                 batch = 0
                 while queue and batch < self._batch:
                     stream = queue.popleft()
                     stream._queued = False
-                    batch += stream._send_pending(self._quantum)
+                    batch += stream._send_pending(quantum)
                 self._flush()
         finally:
             self._draining = False

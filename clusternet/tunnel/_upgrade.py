@@ -35,12 +35,17 @@ from twisted.internet.interfaces import (
     IStreamClientEndpoint,
 )
 from twisted.internet.protocol import Factory, Protocol
-from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from clusternet.proxy import HeadError, ResponseHeadParser, serialize_head
+from clusternet.proxy import (
+    HeadError,
+    ResponseHeadParser,
+    serialize_head,
+    switching_protocols,
+    upgrade_token,
+)
 from clusternet.tunnel._errors import TunnelClosed
 from clusternet.tunnel._interfaces import ITunnelProtocol
 from clusternet.tunnel._session import TunnelSession
@@ -57,6 +62,7 @@ __all__ = [
 
 #: The C{Upgrade} token, the same name as the WebSocket subprotocol.
 UPGRADE_PROTOCOL = "clusternet-tunnel.v1"
+_TOKEN = UPGRADE_PROTOCOL.encode("ascii")
 
 #: Seconds the dialing side waits for the answer to its upgrade request.
 UPGRADE_TIMEOUT = 30.0
@@ -98,14 +104,6 @@ class UpgradeNotSupported(TunnelClosed):
         self.code = code
 
 
-def _tokens(value: bytes | None) -> set[bytes]:
-    return {
-        token.strip(b" \t").lower()
-        for token in (value or b"").split(b",")
-        if token.strip(b" \t")
-    }
-
-
 def is_tunnel_upgrade(request: IRequest) -> bool:
     """
     Whether C{request} asks to switch to this carrier: a C{GET} with
@@ -113,11 +111,8 @@ def is_tunnel_upgrade(request: IRequest) -> bool:
     """
     if request.method != b"GET":
         return False
-    connection = b",".join(request.requestHeaders.getRawHeaders(b"connection", []))
-    upgrade = b",".join(request.requestHeaders.getRawHeaders(b"upgrade", []))
-    return b"upgrade" in _tokens(connection) and _tokens(upgrade) == {
-        UPGRADE_PROTOCOL.encode("ascii")
-    }
+    token = upgrade_token(request.requestHeaders)
+    return token is not None and token.lower() == _TOKEN
 
 
 def take_over(request: Any, session: ITunnelProtocol) -> None:
@@ -134,18 +129,7 @@ def take_over(request: Any, session: ITunnelProtocol) -> None:
     if transport is None:
         # HTTP/2 (a stream of a shared connection) cannot be taken over.
         raise ValueError("the tunnel upgrade needs an HTTP/1.1 connection")
-    # Bytes the client sent after its request head: twisted.web keeps them
-    # for the next request, but they belong to the tunnel.
-    leftover = b"".join(getattr(channel, "_dataBuffer", []))
-    if hasattr(channel, "_dataBuffer"):
-        channel._dataBuffer = []
-    if hasattr(request, "upgraded"):
-        request.upgraded = True
-    request.setResponseCode(101, b"Switching Protocols")
-    request.startedWriting = 1
-    factory = getattr(channel, "factory", None)
-    if factory is not None:
-        factory.log(request)
+    leftover = switching_protocols(request)
     set_timeout = getattr(channel, "setTimeout", None)
     if set_timeout is not None:
         set_timeout(None)
@@ -170,7 +154,7 @@ def take_over(request: Any, session: ITunnelProtocol) -> None:
             b"Switching Protocols",
             [
                 (b"Connection", b"Upgrade"),
-                (b"Upgrade", UPGRADE_PROTOCOL.encode("ascii")),
+                (b"Upgrade", _TOKEN),
             ],
         )
     )
@@ -232,8 +216,6 @@ class _Upgrader(Protocol):
     connection to a L{StreamCarrierProtocol} and passes everything on to it.
     """
 
-    _log = Logger()
-
     def __init__(
         self,
         head: bytes,
@@ -272,7 +254,9 @@ class _Upgrader(Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        # Whatever still arrives is ignored.
         self._parser = None
+        self._refusal = None
         if not self._result.called:
             self._result.errback(Failure(error))
         if self.transport is not None:
@@ -301,9 +285,8 @@ class _Upgrader(Protocol):
             self._refusal = (head.code, head.phrase, length)
             self._refusal_body(rest)
             return
-        if _tokens(b",".join(head.values(b"upgrade"))) != {
-            UPGRADE_PROTOCOL.encode("ascii")
-        }:
+        switched_to = b", ".join(v.strip() for v in head.values(b"upgrade"))
+        if switched_to.lower() != _TOKEN:
             self._fail(
                 TunnelClosed(
                     string="the server switched to another protocol than the tunnel's"
