@@ -13,7 +13,12 @@ from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybe
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.logger import Logger
 
-__all__ = ["CleanExitOnSIGTERM", "SequentialMultiService", "stop_within"]
+__all__ = [
+    "CleanExitOnSIGTERM",
+    "SequentialMultiService",
+    "StartupLine",
+    "stop_within",
+]
 
 _log = Logger()
 
@@ -35,8 +40,12 @@ class CleanExitOnSIGTERM(Service):
 
     def startService(self) -> None:
         super().startService()
-        # The reactor installs its own handlers while it starts; replace the
-        # SIGTERM one after that.
+        # C{twist} starts the services before the reactor runs: a SIGTERM from
+        # then on (a supervisor stopping a process that is still starting) is
+        # a clean stop too, carried out as soon as the reactor runs.  The
+        # reactor installs its own handlers while it starts; replace the
+        # SIGTERM one again after that.
+        self._install()
         self._reactor.addSystemEventTrigger("after", "startup", self._install)
 
     def _install(self) -> None:
@@ -47,6 +56,23 @@ class CleanExitOnSIGTERM(Service):
     def _on_sigterm(self, number: int, frame: FrameType | None) -> None:
         self._log.info("SIGTERM received: draining and stopping")
         self._reactor.callFromThread(self._reactor.stop)  # type: ignore[attr-defined]
+
+
+class StartupLine(Service):
+    """
+    Log one line when started.  Added after L{CleanExitOnSIGTERM}, the line
+    tells whoever watches the log that a SIGTERM from now on stops the process
+    cleanly.
+    """
+
+    def __init__(self, log: Logger, format: str, **fields: object) -> None:
+        self._log = log
+        self._format = format
+        self._fields = fields
+
+    def startService(self) -> None:
+        super().startService()
+        self._log.info(self._format, **self._fields)
 
 
 def stop_within(

@@ -26,7 +26,12 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from clusternet._runtime import CleanExitOnSIGTERM, SequentialMultiService, stop_within
+from clusternet._runtime import (
+    CleanExitOnSIGTERM,
+    SequentialMultiService,
+    StartupLine,
+    stop_within,
+)
 from clusternet._web import StatusRoot
 from clusternet.agent._acceptor import AgentAcceptor
 from clusternet.agent._bootstrap import ParentTrustResolver, unverified_agent
@@ -443,7 +448,8 @@ def make_agent_service(
     def work() -> AgentWork:
         return AgentWork(reactor, options, child, child_info, parents, direct, metrics)
 
-    Logger().info(
+    StartupLine(
+        Logger(),
         "clusternet-agent starting: child {child}, parent {parent}, identity mode "
         "{mode}, status every {update}s, leader election {elect}, tunnel "
         "{transport}, tunnel queue {queue}",
@@ -456,7 +462,7 @@ def make_agent_service(
         queue={None: "auto", 0: "tuned for throughput"}.get(
             options["tunnel-queue"], f"{(options['tunnel-queue'] or 0) // 1024} KiB"
         ),
-    )
+    ).setServiceParent(top)
     _DirectService(direct).setServiceParent(top)
     leadership = _Leadership(work)
     leadership.setServiceParent(top)

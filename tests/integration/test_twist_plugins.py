@@ -137,9 +137,13 @@ def test_agent_starts_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
         ],
         tmp_path,
     ) as agent:
+        # The line is logged once SIGTERM is a clean stop: sent at once, even
+        # before the reactor runs, it still ends in exit status 0.
         agent.wait_for_event("clusternet-agent starting")
         assert agent.terminate(timeout=10) == 0
         assert "f395accd246ae52d" not in agent.log.read_text()
+        events = agent.events()
+        assert any("SIGTERM received" in e.get("log_format", "") for e in events)
 
 
 def test_clusternet_console_script_help(tmp_path: Path) -> None:
