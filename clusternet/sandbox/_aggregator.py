@@ -29,7 +29,7 @@ from urllib.parse import quote, urlsplit
 from attrs import frozen
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 
 from twisted.internet import ssl
 from twisted.internet.defer import Deferred
@@ -145,8 +145,8 @@ class _InsecureClientTLS:
     def __init__(self, client: KeyPair, server_name: str) -> None:
         context = SSL.Context(SSL.TLS_CLIENT_METHOD)
         context.set_min_proto_version(SSL.TLS1_2_VERSION)
-        context.use_certificate(crypto.X509.from_cryptography(client.certificate))
-        context.use_privatekey(crypto.PKey.from_cryptography_key(client.private_key))  # type: ignore[arg-type]
+        context.use_certificate(client.certificate)
+        context.use_privatekey(client.private_key)  # type: ignore[arg-type]
         context.set_verify(SSL.VERIFY_NONE, lambda *a: True)
         self._context = context
         self._name = server_name.encode("idna") if not _is_ip(server_name) else None

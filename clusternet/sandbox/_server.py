@@ -213,19 +213,14 @@ class _TLSContextFactory:
     def __init__(self, serving: KeyPair, client_cas: list[KeyPair]) -> None:
         context = SSL.Context(SSL.TLS_SERVER_METHOD)
         context.set_min_proto_version(SSL.TLS1_2_VERSION)
-        context.use_certificate(crypto.X509.from_cryptography(serving.certificate))
-        context.use_privatekey(crypto.PKey.from_cryptography_key(serving.private_key))  # type: ignore[arg-type]
+        context.use_certificate(serving.certificate)
+        context.use_privatekey(serving.private_key)  # type: ignore[arg-type]
         context.check_privatekey()
         store = context.get_cert_store()
         assert store is not None
         for ca in client_cas:
             store.add_cert(crypto.X509.from_cryptography(ca.certificate))
-        context.set_client_ca_list(
-            [
-                crypto.X509.from_cryptography(ca.certificate).get_subject()
-                for ca in client_cas
-            ]
-        )
+            context.add_client_ca(ca.certificate)
         context.set_verify(
             SSL.VERIFY_PEER, lambda conn, cert, errno, depth, ok: bool(ok)
         )
