@@ -89,12 +89,89 @@ def tune_transport(transport: Any, size: int = READ_SIZE) -> None:
         connection.bufferSize = size
         connection.SEND_LIMIT = size
         set_no_delay(connection)
+        _write_small_at_once(connection)
 
 
 #: Writes up to this size are small: interactive traffic rather than bulk.
 #: L{send_promptly} hands them to the kernel at once, and a congested carrier
 #: does not stop the source of a stream that writes them.
 SMALL_WRITE = 64 * 1024
+
+
+# What L{FileDescriptor} keeps of its write queue and its closing, read by
+# L{_write_small_at_once}: a connection without all of it is left alone.
+_QUEUE_STATE = (
+    "dataBuffer",
+    "offset",
+    "_tempDataLen",
+    "_writeDisconnecting",
+    "disconnecting",
+    "connected",
+    "writeSomeData",
+    "producer",
+    "streamingProducer",
+)
+
+
+def _queued(connection: Any) -> bool:
+    """
+    Whether C{connection} holds written bytes that it has not sent yet (true
+    when it cannot tell).
+    """
+    try:
+        return bool(connection._tempDataLen) or connection.offset < len(
+            connection.dataBuffer
+        )
+    except AttributeError:
+        return True
+
+
+def _write_small_at_once(connection: Any) -> None:
+    """
+    Make a small write to C{connection} (a L{FileDescriptor}), when nothing is
+    queued ahead of it, go to the kernel at once, in the write call.
+
+    L{FileDescriptor.write} queues every write and registers the socket for
+    writing; L{send_promptly} then sends the queue and unregisters it: two
+    C{epoll_ctl} calls around every send, four of the agent's ten system
+    calls per round trip through the tunnel.  Here the send happens first;
+    only what the kernel did not take is queued, as before, and the reactor
+    sends it when the socket is writable.
+
+    A connection in TLS mode (C{startTLS}), closing, half-closed, or with a
+    pull producer (which the reactor asks for more once the queue is sent),
+    and a write that is bulk, or that would overtake queued bytes, take
+    Twisted's own way.
+    """
+    if "write" in vars(connection) or not all(
+        hasattr(connection, name) for name in _QUEUE_STATE
+    ):
+        return
+    queue = type(connection).write
+    send = connection.writeSomeData
+
+    def write(data: bytes) -> None:
+        if (
+            type(data) is bytes
+            and 0 < len(data) <= SMALL_WRITE
+            and not _queued(connection)
+            and connection.connected
+            and not connection.disconnecting
+            and not connection._writeDisconnecting
+            and not getattr(connection, "TLS", False)
+            and not getattr(connection, "_aborting", False)
+            and (connection.producer is None or connection.streamingProducer)
+        ):
+            sent = send(data)
+            if type(sent) is int:
+                if sent == len(data):
+                    return
+                data = data[sent:]
+            # On an error the queue keeps the bytes, and the reactor meets
+            # the error again when it sends them, as for any write.
+        queue(connection, data)
+
+    connection.write = write
 
 
 def set_no_delay(transport: Any) -> None:
@@ -231,6 +308,7 @@ def send_promptly(transport: Any, size: int) -> None:
         or not connection.connected
         or connection.disconnecting
         or connection.disconnected
+        or not _queued(connection)
     ):
         return
     # A failed send is left in place: the connection stays registered for

@@ -135,10 +135,23 @@ def test_send_promptly_sends_small_writes_now_through_wrappers() -> None:
     from clusternet.tunnel._tuning import SMALL_WRITE, send_promptly
 
     connection = _Connection()
+    connection._tempDataLen = 1  # a write is queued
     send_promptly(_Wrapper(_Wrapper(connection)), 1)
     send_promptly(connection, SMALL_WRITE)
     send_promptly(_tls_like(connection), 1)
     assert connection.writes == 3
+
+
+def test_send_promptly_leaves_a_connection_with_nothing_queued_alone() -> None:
+    """
+    A write that already went to the kernel (L{_write_small_at_once}) leaves
+    nothing to send: no empty C{send()}.
+    """
+    from clusternet.tunnel._tuning import send_promptly
+
+    connection = _Connection()
+    send_promptly(connection, 1)
+    assert connection.writes == 0
 
 
 def test_send_promptly_leaves_bulk_and_closing_connections_to_the_reactor() -> None:
