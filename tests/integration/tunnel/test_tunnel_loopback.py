@@ -447,6 +447,33 @@ class Loopback(TestCase):
             sender.transport.write([b"\x00" * 10])
             assert _readable(sock) > before, sender
 
+    async def test_small_writes_need_no_writer_registration(self) -> None:
+        """
+        A small write on an idle carrier, either end, with TLS (the hub's
+        C{listenSSL} connection and the agent's TLS wrapper) and without,
+        goes to the kernel in the write call: the reactor is never asked to
+        watch the socket for writing (two C{epoll_ctl} calls per write).
+        """
+        for tls in (False, True):
+            hub, agent = await self.upgrade_pair(tls=tls)
+            for sender, receiver in ((hub, agent), (agent, hub)):
+                connection = _connection_under(sender.transport)
+                sock = _connection_under(receiver.transport).socket
+                watched: list[Any] = []
+                add_writer = reactor.addWriter
+                self.patch(
+                    reactor,
+                    "addWriter",
+                    lambda w, add=add_writer, seen=watched: (seen.append(w), add(w)),
+                )
+                before = _readable(sock)
+                sender.transport.write([b"\x00" * 10])
+                assert _readable(sock) > before, (tls, sender)
+                assert connection not in watched, (tls, sender)
+                self.patch(reactor, "addWriter", add_writer)
+            await self.close_all(agent)
+            self.session_ready = Deferred()
+
     async def test_a_text_message_closes_the_session(self) -> None:
         hub, agent = await self.websocket_pair()
         carrier: Any = agent.transport
