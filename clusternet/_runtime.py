@@ -10,6 +10,7 @@ from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, ensureDeferred, maybeDeferred
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.interfaces import IReactorCore, IReactorTime
 from twisted.logger import Logger
 
@@ -42,10 +43,15 @@ class CleanExitOnSIGTERM(Service):
         super().startService()
         # C{twist} starts the services before the reactor runs: a SIGTERM from
         # then on (a supervisor stopping a process that is still starting) is
-        # a clean stop too, carried out as soon as the reactor runs.  The
-        # reactor installs its own handlers while it starts; replace the
-        # SIGTERM one again after that.
+        # a clean stop too, carried out as soon as the reactor runs.
         self._install()
+        # The reactor installs its own SIGTERM handler while it starts, and a
+        # SIGTERM that handler sees makes C{twist} end the process by the
+        # signal.  Hand it ours instead, so that no moment of the start-up is
+        # left to it; and, for a reactor that does not take one, put ours back
+        # once it has started.
+        if callable(getattr(self._reactor, "sigTerm", None)):
+            self._reactor.sigTerm = self._on_sigterm  # type: ignore[attr-defined]
         self._reactor.addSystemEventTrigger("after", "startup", self._install)
 
     def _install(self) -> None:
@@ -53,9 +59,16 @@ class CleanExitOnSIGTERM(Service):
             return
         signal.signal(signal.SIGTERM, self._on_sigterm)
 
-    def _on_sigterm(self, number: int, frame: FrameType | None) -> None:
+    def _on_sigterm(self, number: int, frame: FrameType | None = None) -> None:
         self._log.info("SIGTERM received: draining and stopping")
-        self._reactor.callFromThread(self._reactor.stop)  # type: ignore[attr-defined]
+        self._reactor.callFromThread(self._stop)  # type: ignore[attr-defined]
+
+    def _stop(self) -> None:
+        try:
+            self._reactor.stop()
+        except ReactorNotRunning:
+            # Already stopping: a second SIGTERM changes nothing.
+            pass
 
 
 class StartupLine(Service):

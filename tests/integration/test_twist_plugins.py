@@ -119,7 +119,7 @@ def test_hub_serves_probes_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
             else:
                 raise AssertionError(f"{path} must answer {code}")
         started = time.monotonic()
-        assert hub.terminate(timeout=10) == 0
+        assert hub.terminate(timeout=10) == 0, hub.explain()
         assert time.monotonic() - started < 10
         events = hub.events()
         assert any("SIGTERM received" in e.get("log_format", "") for e in events)
@@ -140,7 +140,7 @@ def test_agent_starts_and_exits_zero_on_sigterm(tmp_path: Path) -> None:
         # The line is logged once SIGTERM is a clean stop: sent at once, even
         # before the reactor runs, it still ends in exit status 0.
         agent.wait_for_event("clusternet-agent starting")
-        assert agent.terminate(timeout=10) == 0
+        assert agent.terminate(timeout=10) == 0, agent.explain()
         assert "f395accd246ae52d" not in agent.log.read_text()
         events = agent.events()
         assert any("SIGTERM received" in e.get("log_format", "") for e in events)

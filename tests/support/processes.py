@@ -69,6 +69,21 @@ class Process:
             f"no {needle!r} within {timeout}s:\n{self.log.read_text()}"
         )
 
+    def explain(self) -> str:
+        """
+        What the process left behind, for an assertion message: its exit
+        status, the end of its standard error (once it has exited) and of its
+        log.
+        """
+        stderr = b""
+        if self.popen.poll() is not None and self.popen.stderr:
+            stderr = self.popen.stderr.read()
+        return (
+            f"exit status {self.popen.returncode}\n"
+            f"stderr:\n{stderr.decode(errors='replace')[-4000:]}\n"
+            f"log:\n{self.log.read_text()[-8000:]}"
+        )
+
     def terminate(self, timeout: float = 10.0) -> int:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
