@@ -54,6 +54,7 @@ from twisted.protocols.portforward import (
 )
 from twisted.web.resource import Resource
 
+from clusternet._options import coerce_tunnel_queue
 from clusternet.tunnel._tuning import tune_transport
 
 MiB = 1024 * 1024
@@ -965,7 +966,11 @@ async def hub_main(reactor: Any, args: argparse.Namespace) -> None:
 
 
 def _queue_argument(text: str) -> int | None:
-    return None if text == "auto" else int(text)
+    # The agent's and the hub's --tunnel-queue syntax: auto, 0, 64Ki, 262144.
+    try:
+        return coerce_tunnel_queue(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _peer_argument(text: str) -> tuple[str, list[str]]:
