@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import emit as _emit
 from _common import rss_kib
+from _delay import DelayRelayFactory
 from _link import ShapedLink, link_unavailable
 from _peer import PeerForward, parse_peer, tree_cpu_seconds
 
@@ -62,6 +63,8 @@ CHUNK = b"\xa5" * (1024 * 1024)
 
 # Added to every result line: the link the run was measured over (--link).
 _link_fields: dict[str, Any] = {}
+# Milliseconds each way between the agent and the hub (--delay).
+_delay_ms = 0.0
 
 
 def emit(
@@ -193,6 +196,19 @@ async def source_main(reactor: Any, args: argparse.Namespace) -> None:
     """
     port = reactor.listenTCP(0, Factory.forProtocol(Source), interface=args.listen)
     print(json.dumps({"source_port": port.getHost().port}), flush=True)
+    await defer.Deferred()
+
+
+async def relay_main(reactor: Any, args: argparse.Namespace) -> None:
+    """
+    The long-haul link (--delay): relays the agent's carrier to the hub,
+    holding its bytes --delay milliseconds each way.
+    """
+    factory = DelayRelayFactory(
+        reactor, args.hub_host, args.hub_port, args.delay / 1000.0
+    )
+    port = reactor.listenTCP(0, factory, interface=args.listen)
+    print(json.dumps({"relay_port": port.getHost().port}), flush=True)
     await defer.Deferred()
 
 
@@ -524,11 +540,17 @@ async def run_agent(
     source_port: int,
     sessions: int = 1,
 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    hub_port = hub.port.getHost().port
+    if _delay_ms:
+        relay = _spawn(
+            ["--relay", "--hub-port", str(hub_port), "--delay", str(_delay_ms)]
+        )
+        hub_port = int(json.loads(await _read_line(reactor, relay))["relay_port"])
     proc = _spawn(
         [
             "--agent",
             "--hub-port",
-            str(hub.port.getHost().port),
+            str(hub_port),
             "--hub-host",
             _hub_host,
             "--carrier-queue",
@@ -1026,6 +1048,15 @@ def main() -> None:
         "(tc syntax: 100mbit, 20mbit), as an edge site's uplink; needs root",
     )
     parser.add_argument(
+        "--delay",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="relay the agent's carrier to the hub through a process that holds "
+        "its bytes MS milliseconds each way, as to a distant site (the round "
+        "trip grows by 2 x MS; the direct baselines do not cross it)",
+    )
+    parser.add_argument(
         "--carrier-queue",
         type=_queue_argument,
         default=None,
@@ -1045,6 +1076,7 @@ def main() -> None:
     )
     parser.add_argument("--agent", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--source", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--source-port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--hub-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--hub-host", default="127.0.0.1", help=argparse.SUPPRESS)
@@ -1053,15 +1085,19 @@ def main() -> None:
     parser.add_argument("--ca", help=argparse.SUPPRESS)
     parser.add_argument("--sessions", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.agent or args.source:
+    if args.agent or args.source or args.relay:
         _exit_with_parent()
-    if args.agent or args.source:
-        entry = agent_main if args.agent else source_main
+        entry = agent_main if args.agent else source_main if args.source else relay_main
         task.react(lambda reactor: defer.Deferred.fromCoroutine(entry(reactor, args)))
         return
     budget = args.budget or (2400.0 if args.full else 600.0)
-    global _carrier_queue
+    global _carrier_queue, _delay_ms
     _carrier_queue = args.carrier_queue
+    if args.delay:
+        if args.link:
+            parser.error("--delay and --link do not go together")
+        _delay_ms = args.delay
+        _link_fields["delay_ms"] = args.delay
     if _carrier_queue is not None:
         _link_fields["carrier_queue"] = _carrier_queue
     link = None

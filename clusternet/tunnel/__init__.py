@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from clusternet.tunnel._codec import (
     DEFAULT_INITIAL_WINDOW,
+    DEFAULT_MAX_AUTO_WINDOW,
     DEFAULT_MAX_FRAME,
     DEFAULT_MAX_STREAMS,
     PROTOCOL_VERSION,
@@ -85,6 +86,7 @@ __all__ = [
     "AUTO_CARRIER_QUEUE",
     "CARRIERS",
     "DEFAULT_INITIAL_WINDOW",
+    "DEFAULT_MAX_AUTO_WINDOW",
     "DEFAULT_MAX_FRAME",
     "DEFAULT_MAX_STREAMS",
     "MIN_CARRIER_QUEUE",

@@ -9,12 +9,14 @@ Twisted: every transport and every test drives this same code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 
 from attrs import define, field, frozen
 
 from clusternet.tunnel._codec import (
     DEFAULT_MAX_FRAME,
+    MAX_WINDOW,
     MAX_WINDOW_SIZE,
     PROTOCOL_VERSION,
     Data,
@@ -56,6 +58,12 @@ __all__ = [
     "StreamReset",
     "WindowOpened",
 ]
+
+
+#: Round trips measured before windows may grow (L{SessionMachine._growth}).
+ROUND_TRIPS_TO_GROW = 3
+#: The shortest time a stream's rate is measured over, in seconds.
+GROWTH_INTERVAL = 0.005
 
 
 class Role(Enum):
@@ -201,6 +209,11 @@ class _Stream:
     unacknowledged: int = 0
     local_fin: bool = False
     remote_fin: bool = False
+    #: The receive window granted in all: the initial window and its growth.
+    window_limit: int = 0
+    #: Since when the stream's rate is measured, and the bytes credited since.
+    epoch_start: float = 0.0
+    epoch_bytes: int = 0
 
 
 class SessionMachine:
@@ -213,10 +226,28 @@ class SessionMachine:
     @ivar going_away: GOAWAY was sent or received: no new streams.
     """
 
-    def __init__(self, role: Role, hello: Hello | None = None) -> None:
+    def __init__(
+        self,
+        role: Role,
+        hello: Hello | None = None,
+        *,
+        max_window: int = 0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        """
+        @param max_window: how far a stream's receive window may grow beyond
+            C{hello.initial_window} (see L{consumed}); no further than the
+            initial window when smaller.
+        @param clock: seconds, for growing windows; without one, and until
+            L{rtt_sample} gave a round trip, they keep their initial size.
+        """
         self.role = role
         self.hello = hello if hello is not None else Hello()
         self.hello.validate()
+        self.max_window = min(max(max_window, self.hello.initial_window), MAX_WINDOW)
+        self.min_rtt: float | None = None
+        self.rtt_samples = 0
+        self._clock = clock
         self.peer: Hello | None = None
         self.closed = False
         self.going_away = False
@@ -280,6 +311,19 @@ class SessionMachine:
     def _is_local_id(self, stream_id: int) -> bool:
         return (stream_id & 1) == (1 if self.role is Role.DIALER else 0)
 
+    def _new_stream(self, stream_id: int, local: bool) -> _Stream:
+        assert self.peer is not None
+        window = self.hello.initial_window
+        return _Stream(
+            stream_id,
+            local,
+            _State.OPENING,
+            self.peer.initial_window,
+            window,
+            window_limit=window,
+            epoch_start=self._clock() if self._clock is not None else 0.0,
+        )
+
     def _forget(self, stream: _Stream) -> None:
         del self._streams[stream.stream_id]
         if stream.local:
@@ -315,13 +359,7 @@ class SessionMachine:
         self._emit(Open(stream_id, target))
         self._next_id += 2
         self._last_local = stream_id
-        self._streams[stream_id] = _Stream(
-            stream_id,
-            True,
-            _State.OPENING,
-            self.peer.initial_window,
-            self.hello.initial_window,
-        )
+        self._streams[stream_id] = self._new_stream(stream_id, True)
         self._local_open += 1
         return stream_id
 
@@ -411,12 +449,62 @@ class SessionMachine:
         if stream is None or self.closed or stream.remote_fin:
             return
         pending = stream.unacknowledged + size
-        if pending >= self._update_threshold:
+        if pending >= max(self._update_threshold, stream.window_limit >> 3):
             stream.unacknowledged = 0
-            stream.receive_window += pending
-            self._emit(WindowUpdate(stream_id, pending))
+            credit = pending + self._growth(stream, pending)
+            stream.receive_window += credit
+            self._emit(WindowUpdate(stream_id, credit))
         else:
             stream.unacknowledged = pending
+
+    def rtt_sample(self, seconds: float) -> None:
+        """
+        A round trip of the carrier (a PING answered), for growing windows.
+        """
+        if seconds < 0:
+            return
+        self.rtt_samples += 1
+        if self.min_rtt is None or seconds < self.min_rtt:
+            self.min_rtt = seconds
+
+    def _growth(self, stream: _Stream, credited: int) -> int:
+        """
+        Receive-window auto-tuning: the extra credit to grant with C{credited}.
+
+        A window needs to hold what the link carries in a round trip of the
+        carrier, or the sender waits for credit.  So a stream's window
+        doubles, up to L{max_window}, while it is at most twice what the
+        stream carried in the smallest round trip seen: its rate is measured
+        over L{GROWTH_INTERVAL} or four round trips, whichever is longer, so
+        that bytes consumed in bursts (a large read) do not look like a fast
+        link.  A window held back by the link settles between two and four
+        times the bytes in flight; on loopback and a LAN the initial window
+        is already more than that, and nothing more queues ahead of a small
+        message on the same carrier.  The smallest round trip keeps the
+        queue a large window builds from making it grow further; and only
+        after L{ROUND_TRIPS_TO_GROW} of them, so that the first, often slow
+        (a process still starting), does not count alone.
+        """
+        rtt = self.min_rtt
+        if (
+            self._clock is None
+            or rtt is None
+            or self.rtt_samples < ROUND_TRIPS_TO_GROW
+            or stream.window_limit >= self.max_window
+        ):
+            return 0
+        now = self._clock()
+        stream.epoch_bytes += credited
+        elapsed = now - stream.epoch_start
+        if elapsed < max(4 * rtt, GROWTH_INTERVAL):
+            return 0
+        rate = stream.epoch_bytes / elapsed
+        stream.epoch_start, stream.epoch_bytes = now, 0
+        if 2 * rate * rtt <= stream.window_limit:
+            return 0
+        extra = min(stream.window_limit, self.max_window - stream.window_limit)
+        stream.window_limit += extra
+        return extra
 
     def ping(self, opaque: bytes) -> None:
         if not self.closed:
@@ -610,13 +698,6 @@ class SessionMachine:
                 OpenFail(stream_id, OpenFailReason.GOING_AWAY, "session is draining")
             )
             return
-        assert self.peer is not None
-        self._streams[stream_id] = _Stream(
-            stream_id,
-            False,
-            _State.OPENING,
-            self.peer.initial_window,
-            self.hello.initial_window,
-        )
+        self._streams[stream_id] = self._new_stream(stream_id, False)
         self._remote_open += 1
         events.append(StreamOpenRequested(stream_id, frame.target))

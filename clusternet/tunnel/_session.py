@@ -33,6 +33,7 @@ from zope.interface import implementer
 
 from clusternet.tunnel._codec import (
     DEFAULT_INITIAL_WINDOW,
+    DEFAULT_MAX_AUTO_WINDOW,
     DEFAULT_MAX_FRAME,
     DEFAULT_MAX_STREAMS,
     ErrorCode,
@@ -51,6 +52,7 @@ from clusternet.tunnel._interfaces import (
     ITunnelTransport,
 )
 from clusternet.tunnel._machine import (
+    ROUND_TRIPS_TO_GROW,
     DataReceived,
     GoAwayReceived,
     HandshakeCompleted,
@@ -111,6 +113,11 @@ class SessionConfig:
     """
 
     initial_window: int = DEFAULT_INITIAL_WINDOW
+    #: How far a stream's receive window may grow, for a link whose round
+    #: trip needs more than C{initial_window} in flight (see
+    #: L{clusternet.tunnel._machine.SessionMachine._growth}); at most
+    #: C{initial_window} turns growing off.
+    max_window: int = DEFAULT_MAX_AUTO_WINDOW
     max_frame: int = DEFAULT_MAX_FRAME
     max_streams: int = DEFAULT_MAX_STREAMS
     ping_interval: float = field(default=10.0, validator=_positive)
@@ -548,7 +555,14 @@ class TunnelSession:
         self.transport: ITunnelTransport | None = None
         self.close_reason: str | None = None
         self._random_bytes = random_bytes
-        self._machine = SessionMachine(role, self.config.hello())
+        self._machine = SessionMachine(
+            role,
+            self.config.hello(),
+            max_window=self.config.max_window,
+            clock=clock.seconds,
+        )
+        # The PING in flight and when it left, for the carrier's round trip.
+        self._ping: tuple[bytes, float] | None = None
         self._streams: dict[int, TunnelStream] = {}
         self._opening: dict[int, Deferred[TunnelStream]] = {}
         self._open_timers: dict[int, IDelayedCall] = {}
@@ -589,7 +603,7 @@ class TunnelSession:
             GoAwayReceived: self._on_goaway,
             SessionTerminated: self._on_terminated,
             PingReceived: lambda event: None,
-            PongReceived: lambda event: None,
+            PongReceived: self._on_pong,
         }
 
     def __repr__(self) -> str:
@@ -950,10 +964,25 @@ class TunnelSession:
             self._shutdown(message, abort=True)
             return
         if now >= self._next_ping:
-            self._machine.ping(self._random_bytes(8))
-            self._flush()
+            self._send_ping()
             self._next_ping = now + self.config.ping_interval
         self._schedule()
+
+    def _send_ping(self) -> None:
+        opaque = self._random_bytes(8)
+        self._ping = (opaque, self.clock.seconds())
+        self._machine.ping(opaque)
+        self._flush()
+
+    def _on_pong(self, event: PongReceived) -> None:
+        if self._ping is None or event.opaque != self._ping[0]:
+            return
+        machine = self._machine
+        machine.rtt_sample(self.clock.seconds() - self._ping[1])
+        self._ping = None
+        if machine.rtt_samples < ROUND_TRIPS_TO_GROW:
+            # Still probing, on a carrier that has just come up.
+            self._send_ping()
 
     # -- output ----------------------------------------------------------
 
@@ -1108,6 +1137,10 @@ class TunnelSession:
         self._after_stream_change()
 
     def _on_handshake(self, event: HandshakeCompleted) -> None:
+        # The carrier's round trip, measured at once while it is still idle
+        # (a few PINGs in a row), so that windows can grow from the first
+        # streams on; the keepalive PINGs add more.
+        self._send_ping()
         waiters, self._ready_waiters = self._ready_waiters, []
         for d in waiters:
             d.callback(self)

@@ -57,6 +57,7 @@ from clusternet.tunnel import (
     is_tunnel_upgrade,
     take_over,
 )
+from clusternet.tunnel._machine import ROUND_TRIPS_TO_GROW
 
 reactor: Any = _reactor
 TOKEN = "Bearer s3cret"
@@ -473,6 +474,24 @@ class Loopback(TestCase):
                 self.patch(reactor, "addWriter", add_writer)
             await self.close_all(agent)
             self.session_ready = Deferred()
+
+    async def test_both_ends_measure_the_carrier_round_trip_at_once(self) -> None:
+        """
+        Right after the handshake each end PINGs a few times in a row: the
+        round trip its streams' windows grow by (docs/tunnel-protocol.md,
+        "Flow control"), known before the first keepalive.
+        """
+        hub, agent = await self.upgrade_pair(tls=True)
+        for _ in range(200):
+            if all(s._machine.rtt_samples >= ROUND_TRIPS_TO_GROW for s in (hub, agent)):
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        for session in (hub, agent):
+            machine = session._machine
+            assert machine.rtt_samples == ROUND_TRIPS_TO_GROW
+            assert machine.min_rtt is not None and 0 < machine.min_rtt < 1.0
+        # Bytes still arrive whole with the windows the round trip allows.
+        await self.many_streams(hub)
 
     async def test_a_text_message_closes_the_session(self) -> None:
         hub, agent = await self.websocket_pair()

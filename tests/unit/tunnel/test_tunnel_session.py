@@ -358,7 +358,9 @@ class FlowControl(SynchronousTestCase):
         Draining stops as soon as the carrier asks to pause again; the rest
         waits for the next drain, where the round goes on.
         """
-        pair, names = self.two_waiting(3 * QUANTUM)
+        # Windows wide enough for three turns each.
+        wide = SessionConfig(initial_window=4 * QUANTUM)
+        pair, names = self.two_waiting(3 * QUANTUM, wide)
         carrier = pair.link.transports[1]
         write = carrier.write
 
