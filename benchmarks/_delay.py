@@ -39,7 +39,7 @@ class _Delayed(Protocol):
         self.queue.append((self.reactor.seconds() + self.delay, data))
         self._arm()
 
-    def connectionLost(self, reason: Failure | None = None) -> None:  # type: ignore[override]
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self.closed = True
         self._arm()
 
@@ -79,23 +79,24 @@ class DelayRelayFactory(Factory):
         inbound = _Delayed(self.reactor, self.delay)
         outbound = _Delayed(self.reactor, self.delay)
         inbound.other, outbound.other = outbound, inbound
-        relay = self
+        target = self.target
 
         class Inbound(Protocol):
             def connectionMade(self) -> None:
-                inbound.makeConnection(self.transport)
+                transport: Any = self.transport
+                inbound.makeConnection(transport)
                 # Hold what arrives until the far side is connected.
-                self.transport.pauseProducing()  # type: ignore[attr-defined]
-                d = relay.target.connect(Factory.forProtocol(lambda: outbound))
+                transport.pauseProducing()
+                d = target.connect(Factory.forProtocol(lambda: outbound))
                 d.addCallbacks(
-                    lambda _: self.transport.resumeProducing(),  # type: ignore[attr-defined]
-                    lambda _: self.transport.loseConnection(),  # type: ignore[attr-defined]
+                    lambda _: transport.resumeProducing(),
+                    lambda _: transport.loseConnection(),
                 )
 
             def dataReceived(self, data: bytes) -> None:
                 inbound.dataReceived(data)
 
-            def connectionLost(self, reason: Failure | None = None) -> None:  # type: ignore[override]
+            def connectionLost(self, reason: Failure | None = None) -> None:
                 inbound.connectionLost(reason)
 
         return Inbound()
