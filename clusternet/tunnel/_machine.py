@@ -60,10 +60,12 @@ __all__ = [
 ]
 
 
-#: Round trips measured before windows may grow (L{SessionMachine._growth}).
+#: Round trips measured before windows may grow (L{SessionMachine._retune}).
 ROUND_TRIPS_TO_GROW = 3
 #: The shortest time a stream's rate is measured over, in seconds.
 GROWTH_INTERVAL = 0.005
+#: The smallest window auto-tuning shrinks a stream's to.
+MIN_AUTO_WINDOW = 64 * 1024
 
 
 class Role(Enum):
@@ -236,7 +238,7 @@ class SessionMachine:
     ) -> None:
         """
         @param max_window: how far a stream's receive window may grow beyond
-            C{hello.initial_window} (see L{consumed}); no further than the
+            C{hello.initial_window} (see L{_retune}); no further than the
             initial window when smaller.
         @param clock: seconds, for growing windows; without one, and until
             L{rtt_sample} gave a round trip, they keep their initial size.
@@ -263,7 +265,6 @@ class SessionMachine:
         self._local_open = 0
         self._remote_open = 0
         self._send_frame_limit = DEFAULT_MAX_FRAME
-        self._update_threshold = max(1, self.hello.initial_window // 8)
         self.frames_received = 0
         self.frames_sent = 0
         self._emit(self.hello)
@@ -449,11 +450,13 @@ class SessionMachine:
         if stream is None or self.closed or stream.remote_fin:
             return
         pending = stream.unacknowledged + size
-        if pending >= max(self._update_threshold, stream.window_limit >> 3):
+        # Credit goes back once an eighth of the stream's window is consumed.
+        if pending >= max(1, stream.window_limit >> 3):
             stream.unacknowledged = 0
-            credit = pending + self._growth(stream, pending)
-            stream.receive_window += credit
-            self._emit(WindowUpdate(stream_id, credit))
+            credit = pending + self._retune(stream, pending)
+            if credit:
+                stream.receive_window += credit
+                self._emit(WindowUpdate(stream_id, credit))
         else:
             stream.unacknowledged = pending
 
@@ -467,44 +470,59 @@ class SessionMachine:
         if self.min_rtt is None or seconds < self.min_rtt:
             self.min_rtt = seconds
 
-    def _growth(self, stream: _Stream, credited: int) -> int:
+    def _retune(self, stream: _Stream, credited: int) -> int:
         """
-        Receive-window auto-tuning: the extra credit to grant with C{credited}.
+        Receive-window auto-tuning: what to add to (or, negative, keep back
+        from) the credit C{credited} that is about to be granted.
 
         A window needs to hold what the link carries in a round trip of the
-        carrier, or the sender waits for credit.  So a stream's window
-        doubles, up to L{max_window}, while it is at most twice what the
-        stream carried in the smallest round trip seen: its rate is measured
-        over L{GROWTH_INTERVAL} or four round trips, whichever is longer, so
-        that bytes consumed in bursts (a large read) do not look like a fast
-        link.  A window held back by the link settles between two and four
-        times the bytes in flight; on loopback and a LAN the initial window
-        is already more than that, and nothing more queues ahead of a small
-        message on the same carrier.  The smallest round trip keeps the
-        queue a large window builds from making it grow further; and only
-        after L{ROUND_TRIPS_TO_GROW} of them, so that the first, often slow
-        (a process still starting), does not count alone.
+        carrier, or the sender waits for credit; every byte more only queues
+        ahead of a small message on the same carrier.  So each stream's rate
+        (bytes credited) is measured over L{GROWTH_INTERVAL} or four round
+        trips, whichever is longer (so that bytes consumed in a burst, a
+        large read, do not look like a fast link), against the smallest
+        round trip seen (so that the queue a large window builds does not
+        make it grow further):
+
+          - while the window is at most twice the bytes that rate carries in
+            a round trip, it doubles, up to L{max_window};
+          - while it is more than eight times that, it is cut by up to half
+            (out of the credit about to be granted), down to
+            L{MIN_AUTO_WINDOW} (or the initial window, if smaller): over a
+            slow uplink a window of the initial size would sit whole in the
+            carrier's queue.
+
+        It settles between two and eight times the bytes in flight.  Nothing
+        is decided before L{ROUND_TRIPS_TO_GROW} round trips (the first,
+        of a process still starting, is often slow), nor over an interval
+        the stream spent mostly idle.
         """
         rtt = self.min_rtt
-        if (
-            self._clock is None
-            or rtt is None
-            or self.rtt_samples < ROUND_TRIPS_TO_GROW
-            or stream.window_limit >= self.max_window
-        ):
+        if self._clock is None or rtt is None or self.rtt_samples < ROUND_TRIPS_TO_GROW:
             return 0
         now = self._clock()
         stream.epoch_bytes += credited
         elapsed = now - stream.epoch_start
-        if elapsed < max(4 * rtt, GROWTH_INTERVAL):
+        interval = max(4 * rtt, GROWTH_INTERVAL)
+        if elapsed < interval:
             return 0
         rate = stream.epoch_bytes / elapsed
         stream.epoch_start, stream.epoch_bytes = now, 0
-        if 2 * rate * rtt <= stream.window_limit:
+        if elapsed > 4 * interval:
+            # Idle for most of it: no measure of the link.
             return 0
-        extra = min(stream.window_limit, self.max_window - stream.window_limit)
-        stream.window_limit += extra
-        return extra
+        in_flight = rate * rtt
+        limit = stream.window_limit
+        if 2 * in_flight > limit and limit < self.max_window:
+            extra = min(limit, self.max_window - limit)
+            stream.window_limit += extra
+            return extra
+        floor = min(MIN_AUTO_WINDOW, self.hello.initial_window)
+        if 8 * in_flight < limit and limit > floor:
+            cut = min(limit // 2, limit - floor, credited)
+            stream.window_limit -= cut
+            return -cut
+        return 0
 
     def ping(self, opaque: bytes) -> None:
         if not self.closed:

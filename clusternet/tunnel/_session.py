@@ -115,8 +115,9 @@ class SessionConfig:
     initial_window: int = DEFAULT_INITIAL_WINDOW
     #: How far a stream's receive window may grow, for a link whose round
     #: trip needs more than C{initial_window} in flight (see
-    #: L{clusternet.tunnel._machine.SessionMachine._growth}); at most
-    #: C{initial_window} turns growing off.
+    #: L{clusternet.tunnel._machine.SessionMachine._retune}, which also
+    #: shrinks windows on a slow link); at most C{initial_window} turns
+    #: growing off.
     max_window: int = DEFAULT_MAX_AUTO_WINDOW
     max_frame: int = DEFAULT_MAX_FRAME
     max_streams: int = DEFAULT_MAX_STREAMS

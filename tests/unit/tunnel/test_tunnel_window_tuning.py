@@ -14,6 +14,7 @@ from twisted.internet.task import Clock
 from clusternet.tunnel import Hello, MemoryLink, Role, SessionConfig, TunnelSession
 from clusternet.tunnel._machine import (
     GROWTH_INTERVAL,
+    MIN_AUTO_WINDOW,
     ROUND_TRIPS_TO_GROW,
     DataReceived,
     Event,
@@ -58,15 +59,18 @@ def exchange(a: SessionMachine, b: SessionMachine) -> tuple[list[Event], list[Ev
 
 
 def stream_pair(
-    time: Time, max_window: int = 8 * WINDOW, rtt: float | None = RTT
+    time: Time,
+    max_window: int = 8 * WINDOW,
+    rtt: float | None = RTT,
+    window: int = WINDOW,
 ) -> tuple[SessionMachine, SessionMachine, int]:
     """
-    A hub (acceptor, receiving) and an agent (dialer, sending) with one open
-    stream: hub, agent, stream id.
+    A hub (acceptor, receiving, with an initial window of C{window}) and an
+    agent (dialer, sending) with one open stream: hub, agent, stream id.
     """
     hub = SessionMachine(
         Role.ACCEPTOR,
-        Hello(initial_window=WINDOW),
+        Hello(initial_window=window),
         max_window=max_window,
         clock=time,
     )
@@ -194,15 +198,15 @@ def test_the_smallest_round_trip_counts() -> None:
     assert hub.min_rtt == 0.010
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     steps=st.lists(
         st.tuples(
-            st.integers(min_value=0, max_value=3 * WINDOW),  # bytes offered
-            st.integers(min_value=0, max_value=WINDOW),  # bytes consumed
-            st.floats(min_value=0, max_value=3 * RTT),  # time passing
+            st.integers(min_value=0, max_value=12 * WINDOW),  # bytes offered
+            st.integers(min_value=0, max_value=4 * WINDOW),  # bytes consumed
+            st.floats(min_value=0, max_value=5 * RTT),  # time passing
         ),
-        max_size=60,
+        max_size=80,
     )
 )
 def test_any_schedule_keeps_flow_control_whole(
@@ -210,12 +214,13 @@ def test_any_schedule_keeps_flow_control_whole(
 ) -> None:
     """
     Whatever the sender offers, the receiver consumes and the clock does:
-    the sender never overruns the receiver's window, windows only double from
-    the initial one and stay within the maximum, and the sender's window is
-    the receiver's limit less what it holds and has not credited yet.
+    the sender never overruns the receiver's window, windows stay between
+    MIN_AUTO_WINDOW and the maximum, and the sender's window is the
+    receiver's limit less what it holds and has not credited yet.
     """
+    assert MIN_AUTO_WINDOW == WINDOW
     time = Time()
-    hub, agent, stream_id = stream_pair(time, max_window=4 * WINDOW)
+    hub, agent, stream_id = stream_pair(time, max_window=16 * WINDOW, window=4 * WINDOW)
     held = 0
     for offered, consume, elapsed in steps:
         agent.send_data(stream_id, b"x" * offered)
@@ -231,13 +236,52 @@ def test_any_schedule_keeps_flow_control_whole(
         exchange(hub, agent)
         time.now += elapsed
         limit = hub._streams[stream_id].window_limit
-        assert limit in (WINDOW, 2 * WINDOW, 4 * WINDOW)
+        assert MIN_AUTO_WINDOW <= limit <= 16 * WINDOW
         assert held <= limit
         unacknowledged = hub._streams[stream_id].unacknowledged
         # What the window allows is either still the sender's to send, held by
         # the receiver, or consumed and not yet credited: nothing is lost
         # and nothing granted twice.
         assert agent.send_window(stream_id) + held + unacknowledged == limit
+
+
+def test_a_slow_link_shrinks_the_window_to_the_floor_and_keeps_it_full() -> None:
+    """
+    A stream that carries far less than its window per round trip (a slow
+    uplink) gets its window cut (by up to half at a time, out of the credit
+    it is owed) until MIN_AUTO_WINDOW: what it can queue
+    ahead of other streams' messages shrinks with it, and the sender still
+    always has credit (the link, not the window, sets the pace).
+    """
+    time = Time()
+    hub, agent, stream_id = stream_pair(time, window=8 * WINDOW, rtt=0.001)
+    limits = []
+    for _ in range(200):
+        # 16 KiB every 4 ms: 4 MiB/s, 4 KiB per round trip of 1 ms.
+        assert agent.send_window(stream_id) >= 16 * 1024
+        agent.send_data(stream_id, b"x" * (16 * 1024))
+        hub_events, _ = exchange(hub, agent)
+        for event in hub_events:
+            assert isinstance(event, DataReceived)
+            hub.consumed(stream_id, len(event.data))
+        exchange(hub, agent)
+        time.now += 0.004
+        limits.append(hub._streams[stream_id].window_limit)
+    assert limits == sorted(limits, reverse=True)
+    assert limits[0] == 8 * WINDOW
+    assert limits[-1] == MIN_AUTO_WINDOW
+
+
+def test_an_idle_stream_is_not_judged_by_its_idle_time() -> None:
+    """
+    Credit after a long pause does not count as a slow link.
+    """
+    time = Time()
+    hub, agent, stream_id = stream_pair(time, window=8 * WINDOW, rtt=0.001)
+    for _ in range(5):
+        carry_a_window(hub, agent, stream_id)
+        time.now += 1.0
+    assert hub._streams[stream_id].window_limit == 8 * WINDOW
 
 
 def deliver(link: MemoryLink, side: int) -> None:
