@@ -60,7 +60,7 @@ __all__ = [
 ]
 
 
-#: Round trips measured before windows may grow (L{SessionMachine._retune}).
+#: Round trips measured before windows are tuned (L{SessionMachine._retune}).
 ROUND_TRIPS_TO_GROW = 3
 #: The shortest time a stream's rate is measured over, in seconds.
 GROWTH_INTERVAL = 0.005
@@ -211,7 +211,7 @@ class _Stream:
     unacknowledged: int = 0
     local_fin: bool = False
     remote_fin: bool = False
-    #: The receive window granted in all: the initial window and its growth.
+    #: The receive window granted in all: the initial window as tuned since.
     window_limit: int = 0
     #: Since when the stream's rate is measured, and the bytes credited since.
     epoch_start: float = 0.0
@@ -240,8 +240,9 @@ class SessionMachine:
         @param max_window: how far a stream's receive window may grow beyond
             C{hello.initial_window} (see L{_retune}); no further than the
             initial window when smaller.
-        @param clock: seconds, for growing windows; without one, and until
-            L{rtt_sample} gave a round trip, they keep their initial size.
+        @param clock: seconds, for tuning windows; without one, and until
+            L{rtt_sample} gave enough round trips, they keep their initial
+            size.
         """
         self.role = role
         self.hello = hello if hello is not None else Hello()
@@ -451,7 +452,7 @@ class SessionMachine:
             return
         pending = stream.unacknowledged + size
         # Credit goes back once an eighth of the stream's window is consumed.
-        if pending >= max(1, stream.window_limit >> 3):
+        if pending >= stream.window_limit >> 3:
             stream.unacknowledged = 0
             credit = pending + self._retune(stream, pending)
             if credit:
@@ -462,7 +463,7 @@ class SessionMachine:
 
     def rtt_sample(self, seconds: float) -> None:
         """
-        A round trip of the carrier (a PING answered), for growing windows.
+        A round trip of the carrier (a PING answered), for tuning windows.
         """
         if seconds < 0:
             return
