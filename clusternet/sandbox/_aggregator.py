@@ -5,8 +5,13 @@ route C{/apis/<group>/<version>/...} to a backend server, as kube-aggregator
 does.
 
 A request for an aggregated group/version is authenticated (and its
-impersonation applied) but not authorized here: the backend does that, with
-SubjectAccessReviews.  It is forwarded by L{clusternet.proxy} over TLS that
+impersonation applied).  Resource requests of authenticated users are not
+authorized here: the backend does that, with SubjectAccessReviews.  What the
+real server's RBAC decides for anyone is decided here as there: discovery of
+the group/version (C{GET /apis/<group>/<version>}, a non-resource path that
+C{system:discovery} grants to C{system:authenticated} only) and every request
+of an unauthenticated (anonymous) user; a refusal is answered by the API with
+the real 403.  It is forwarded by L{clusternet.proxy} over TLS that
 presents the front-proxy client certificate, with C{X-Remote-User},
 C{X-Remote-Group} and C{X-Remote-Extra-<key>} naming the user, after the
 client's own C{Authorization}, C{X-Remote-*} and C{Impersonate-*} headers are
@@ -25,6 +30,7 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
+from weakref import WeakKeyDictionary
 
 from attrs import frozen
 from cryptography import x509
@@ -53,7 +59,7 @@ from zope.interface import implementer
 
 from clusternet.pki import KeyPair
 from clusternet.proxy import ProxyError, ProxyResource, ReverseProxy, Route
-from clusternet.sandbox._auth_api import UserInfo
+from clusternet.sandbox._auth_api import Attributes, Decision, UserInfo
 from clusternet.sandbox._store import Store
 from clusternet.sandbox._store_api import JSONObject, StoreError, StoreEvent
 
@@ -70,6 +76,7 @@ APISERVICES = "apiregistration.k8s.io/apiservices"
 SERVICES = "/services"
 AGGREGATOR_USER = "system:kube-aggregator"
 AGGREGATOR_GROUPS = ("system:masters",)
+AUTHENTICATED = "system:authenticated"
 DISCOVERY_ACCEPT = b"application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
 LOOPBACK_NAMES = {"localhost": "127.0.0.1", "localhost.": "127.0.0.1"}
 STRIP = (b"authorization", b"x-remote-*", b"impersonate-*")
@@ -197,8 +204,12 @@ class AggregationRoot(Resource):
         self._aggregator = aggregator
 
     def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
-        if self._aggregator.handles(request.path or b"/"):
+        if self._aggregator.handles(request.path or b"/") and self._aggregator.admit(
+            request
+        ):
             return self._aggregator.resource
+        # Everything else, and aggregated requests refused before the backend
+        # (401, 403), are answered by the API with the real Status bodies.
         return self._api
 
     def render(self, request: Request) -> bytes | int:
@@ -210,6 +221,8 @@ class Aggregator:
     Routes aggregated group/versions for one sandbox.
 
     @param identify: who a request acts as (raises to refuse it with a Status).
+    @param authorize: the sandbox's authorizer, for what is authorized before
+        the backend (see L{admit}); without it nothing is.
     """
 
     _log = Logger()
@@ -224,11 +237,15 @@ class Aggregator:
         overrides: Mapping[tuple[str, str], str] | None = None,
         refresh_interval: float = 10.0,
         check_timeout: float = 5.0,
+        authorize: Callable[[Attributes], Decision] | None = None,
     ) -> None:
         self._reactor = reactor
         self._store = store
         self._client = front_proxy_client
         self._identify = identify
+        self._authorize = authorize
+        # Users identified by L{admit}, for L{route} (the same request).
+        self._admitted: WeakKeyDictionary[Request, UserInfo] = WeakKeyDictionary()
         self._overrides = dict(overrides or {})
         self._interval = refresh_interval
         self._timeout = check_timeout
@@ -374,17 +391,46 @@ class Aggregator:
             tcp = TCP4ClientEndpoint(self._reactor, backend.host, backend.port, 10)
         return wrapClientTLS(creator, tcp)
 
-    def route(self, request: Request) -> Route:
-        from clusternet.sandbox._http import Refused
+    def admit(self, request: Request) -> bool:
+        """
+        Whether C{request} (for an aggregated group/version) goes to the
+        backend.  It does not when its credentials are refused, nor when the
+        sandbox's authorizer denies what the real server authorizes before
+        any backend sees it and the backend cannot: discovery of the
+        group/version (a non-resource request) and anything an
+        unauthenticated user asks.  The API then answers (401, 403).
+        """
+        from clusternet.sandbox._http import (
+            Refused,
+            request_attributes,
+            request_target,
+        )
 
         try:
             user = self._identify(request)
-        except Refused as e:
-            raise ProxyError(
-                int(e.status.get("code", 401)),
-                str(e.status.get("message", "")),
-                e.status.get("reason"),
-            ) from None
+        except Refused:
+            return False
+        if self._authorize is not None:
+            info, attributes = request_attributes(user, *request_target(request))
+            if not info.resource_request or AUTHENTICATED not in user.groups:
+                if not self._authorize(attributes).allowed:
+                    return False
+        self._admitted[request] = user
+        return True
+
+    def route(self, request: Request) -> Route:
+        from clusternet.sandbox._http import Refused
+
+        user = self._admitted.pop(request, None)
+        if user is None:
+            try:
+                user = self._identify(request)
+            except Refused as e:
+                raise ProxyError(
+                    int(e.status.get("code", 401)),
+                    str(e.status.get("message", "")),
+                    e.status.get("reason"),
+                ) from None
         parts = (request.path or b"/").split(b"/", 4)
         group = parts[2].decode("utf-8", "replace")
         version = parts[3].decode("utf-8", "replace")

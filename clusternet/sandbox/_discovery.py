@@ -19,7 +19,6 @@ __all__ = [
     "api_group_list",
     "api_resource_list",
     "api_versions",
-    "openapi_v2",
     "openapi_v3_document",
     "openapi_v3_index",
 ]
@@ -506,12 +505,3 @@ def openapi_v3_index(registry: Registry) -> tuple[JSONObject, dict[str, JSONObje
         }
     }
     return index, documents
-
-
-def openapi_v2(git_version: str) -> JSONObject:
-    return {
-        "swagger": "2.0",
-        "info": {"title": "Kubernetes", "version": git_version},
-        "paths": {},
-        "definitions": {},
-    }

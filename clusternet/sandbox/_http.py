@@ -39,11 +39,14 @@ from clusternet.sandbox._discovery import (
     api_resource_list,
     api_versions,
     document_hash,
-    openapi_v2,
     openapi_v3_index,
 )
 from clusternet.sandbox._impersonate import ImpersonationRefused, impersonate
 from clusternet.sandbox._meta import ApiError, bad_request, error_status
+from clusternet.sandbox._openapi_v2 import (
+    PROTOBUF_CONTENT_TYPE as OPENAPI_V2_PROTOBUF,
+)
+from clusternet.sandbox._openapi_v2 import encode_document, openapi_v2_document
 from clusternet.sandbox._patch import (
     PatchError,
     apply_json_patch,
@@ -73,6 +76,11 @@ NOT_FOUND = "the server could not find the requested resource"
 MAX_BODY = 3 * 1024 * 1024
 VERBS_BY_METHOD = {"POST": "create", "PUT": "update", "PATCH": "patch"}
 PROTOBUF = "application/vnd.kubernetes.protobuf"
+# What /openapi/v2 answers in protobuf (kube-openapi accepts both spellings).
+OPENAPI_V2_MEDIA_TYPES = (
+    "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+)
 PATCH_TYPES = {
     "application/json-patch+json": "json",
     "application/merge-patch+json": "merge",
@@ -176,6 +184,9 @@ def parse_request_info(method: str, path: str, query: dict[str, str]) -> Request
     if len(rest) > 3:
         info.subresource = "/".join(rest[2:])
     watch = query.get("watch", "") in ("1", "true", "True")
+    # Methods are case-sensitive (RFC 9110): a lower-case "delete" is no
+    # DELETE.  The real server gives a resource request of any other method
+    # the verb "" (and then 405) rather than lower-casing it.
     if method in ("GET", "HEAD"):
         if info.name:
             info.verb = "get"
@@ -184,8 +195,66 @@ def parse_request_info(method: str, path: str, query: dict[str, str]) -> Request
     elif method == "DELETE":
         info.verb = "delete" if info.name else "deletecollection"
     else:
-        info.verb = VERBS_BY_METHOD.get(method, method.lower())
+        info.verb = VERBS_BY_METHOD.get(method, "")
     return info
+
+
+def request_target(request: Request) -> tuple[str, str, dict[str, str]]:
+    """
+    The method (as sent: methods are case-sensitive), path and query (the
+    last value of each name) of C{request}.
+    """
+    method = (request.method or b"GET").decode("ascii", "replace")
+    path = (request.path or b"/").decode("utf-8", "replace")
+    args: dict[bytes, list[bytes]] = request.args or {}
+    query = {
+        k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
+        for k, v in args.items()
+        if v
+    }
+    return method, path, query
+
+
+def request_attributes(
+    user: UserInfo, method: str, path: str, query: dict[str, str]
+) -> tuple[RequestInfo, Attributes]:
+    """
+    What C{user} asks for, as the authorizer sees it.
+    """
+    info = parse_request_info(method, path, query)
+    name = info.name
+    if not name and info.verb in ("list", "watch"):
+        name = _selected_name(query.get("fieldSelector", ""))
+    attributes = Attributes(
+        user=user,
+        verb=info.verb,
+        resource_request=info.resource_request,
+        api_group=info.api_group,
+        api_version=info.api_version,
+        resource=info.resource,
+        subresource=info.subresource,
+        namespace=info.namespace,
+        name=name,
+        path=path,
+    )
+    return info, attributes
+
+
+def _selected_name(selector: str) -> str:
+    """
+    The name a list or watch selects with C{metadata.name=NAME} (or C{==}):
+    the real server authorizes such a request for that name, so that a
+    C{resourceNames} rule allows it.
+    """
+    for term in selector.split(","):
+        field, op, value = term.partition("==")
+        if not op:
+            field, op, value = term.partition("=")
+        if op and not field.endswith("!") and field.strip() == "metadata.name":
+            value = value.strip()
+            if value not in ("", ".", "..") and not any(c in value for c in "/%"):
+                return value
+    return ""
 
 
 class SandboxAPI(Resource):
@@ -223,6 +292,8 @@ class SandboxAPI(Resource):
         self._default_watch_timeout = default_watch_timeout
         self._watches: set[_WatchStream] = set()
         self._openapi_cache: tuple[JSONObject, dict[str, JSONObject]] | None = None
+        # /openapi/v2 as (JSON, protobuf, ETag), encoded once per schema change.
+        self._openapi_v2_cache: tuple[bytes, bytes, bytes] | None = None
         self.sub_handlers: dict[tuple[str, str, str], Callable[..., Any]] = {}
         # The aggregation layer (C{clusternet.sandbox._aggregator.Aggregator}),
         # whose groups discovery merges.
@@ -231,6 +302,7 @@ class SandboxAPI(Resource):
 
     def _invalidate(self) -> None:
         self._openapi_cache = None
+        self._openapi_v2_cache = None
 
     # --- entry ----------------------------------------------------------------
 
@@ -255,31 +327,12 @@ class SandboxAPI(Resource):
             stream.close()
 
     def _render(self, request: Request) -> bytes | int:
-        method = (request.method or b"GET").decode("ascii", "replace")
-        path = (request.path or b"/").decode("utf-8", "replace")
-        args: dict[bytes, list[bytes]] = request.args or {}
-        query = {
-            k.decode("utf-8", "replace"): v[-1].decode("utf-8", "replace")
-            for k, v in args.items()
-            if v
-        }
+        method, path, query = request_target(request)
         try:
             user = self.identify(request)
         except Refused as e:
             return self._status(request, e.status)
-        info = parse_request_info(method, path, query)
-        attributes = Attributes(
-            user=user,
-            verb=info.verb,
-            resource_request=info.resource_request,
-            api_group=info.api_group,
-            api_version=info.api_version,
-            resource=info.resource,
-            subresource=info.subresource,
-            namespace=info.namespace,
-            name=info.name,
-            path=path,
-        )
+        info, attributes = request_attributes(user, method, path, query)
         decision = self.authorizer.authorize(attributes)
         if not decision.allowed:
             request.setHeader(b"x-content-type-options", b"nosniff")
@@ -458,16 +511,7 @@ class SandboxAPI(Resource):
         self, request: Request, parts: list[str], query: dict[str, str]
     ) -> bytes:
         if parts == ["openapi", "v2"]:
-            accept = _header(request, "accept")
-            if "protobuf" in accept and "json" not in accept:
-                return self._status(
-                    request,
-                    status_object(
-                        406,
-                        "only the following media types are accepted: application/json",
-                    ),
-                )
-            return self._json(request, 200, openapi_v2(self.version.git_version))
+            return self._openapi_v2(request)
         if self._openapi_cache is None:
             self._openapi_cache = openapi_v3_index(self.registry)
         index, documents = self._openapi_cache
@@ -483,6 +527,50 @@ class SandboxAPI(Resource):
         body = self._json(request, 200, document)
         if query.get("hash") == digest:
             request.setHeader(b"cache-control", b"public, immutable")
+        return body
+
+    def _openapi_v2(self, request: Request) -> bytes:
+        """
+        The Swagger 2.0 document as JSON or, for the media type kubectl asks
+        for, as a gnostic protobuf C{Document}; both with the same ETag (the
+        SHA-512 of the document), answered 304 when C{If-None-Match} has it.
+        """
+        if self._openapi_v2_cache is None:
+            document = openapi_v2_document(self.registry, self.version.git_version)
+            self._openapi_v2_cache = (
+                json.dumps(document, separators=(",", ":")).encode("utf-8"),
+                encode_document(document),
+                f'"{document_hash(document)}"'.encode(),
+            )
+        as_json, as_protobuf, etag = self._openapi_v2_cache
+        chosen: tuple[bytes, bytes] | None = None
+        for media_type in [m for m, _ in _media_types(request) if m] or ["*/*"]:
+            if media_type in OPENAPI_V2_MEDIA_TYPES:
+                chosen = (OPENAPI_V2_PROTOBUF.encode(), as_protobuf)
+            elif media_type in ("application/json", "application/*", "*/*"):
+                chosen = (b"application/json", as_json)
+            if chosen is not None:
+                break
+        if chosen is None:
+            return self._status(
+                request,
+                status_object(
+                    406,
+                    "only the following media types are accepted: application/json, "
+                    + ", ".join(OPENAPI_V2_MEDIA_TYPES),
+                ),
+            )
+        content_type, body = chosen
+        request.setHeader(b"etag", etag)
+        request.setHeader(b"vary", b"Accept")
+        request.setHeader(b"cache-control", b"no-cache, private")
+        if etag in [
+            tag.strip().encode() for tag in _header(request, "if-none-match").split(",")
+        ]:
+            request.setResponseCode(304)
+            return b""
+        request.setResponseCode(200)
+        request.setHeader(b"content-type", content_type)
         return body
 
     # --- resources ----------------------------------------------------------------
@@ -993,7 +1081,7 @@ class SandboxAPI(Resource):
         manager: str,
         dry_run: bool,
     ) -> JSONObject:
-        body = dict(body)
+        body = _without_reset_fields(rtype, dict(body), "")
         meta = dict(body.get("metadata") or {})
         body["metadata"] = meta
         meta["managedFields"] = update_managed_fields(
@@ -1058,33 +1146,28 @@ class SandboxAPI(Resource):
             managed = list(old["metadata"].get("managedFields") or [])
         else:
             managed = list(meta.get("managedFields") or [])
-        basis = old
+        # Ownership follows what is stored: the fields that the status
+        # subresource (or the main resource) resets are compared as they will
+        # be, so that no manager takes them and no other owner loses the rest.
         if subresource == "status":
-            compare_old = {"status": old.get("status")} if "status" in old else {}
-            compare_new = {"status": new.get("status")} if "status" in new else {}
-            meta["managedFields"] = update_managed_fields(
-                compare_old,
-                compare_new,
-                manager,
-                managed,
-                api_version=new.get("apiVersion", rtype.group_version),
-                now=self.store.now(),
-                subresource="status",
-            )
+            stored = {k: v for k, v in old.items() if k != "status"}
+            if "status" in new:
+                stored["status"] = new["status"]
+        elif subresource == "" and rtype.status_subresource:
+            stored = {k: v for k, v in new.items() if k != "status"}
+            if "status" in old:
+                stored["status"] = old["status"]
         else:
-            if rtype.status_subresource:
-                basis = {k: v for k, v in old.items() if k != "status"}
-                new_cmp = {k: v for k, v in new.items() if k != "status"}
-            else:
-                new_cmp = new
-            meta["managedFields"] = update_managed_fields(
-                basis,
-                new_cmp,
-                manager,
-                managed,
-                api_version=new.get("apiVersion", rtype.group_version),
-                now=self.store.now(),
-            )
+            stored = new
+        meta["managedFields"] = update_managed_fields(
+            old,
+            stored,
+            manager,
+            managed,
+            api_version=new.get("apiVersion", rtype.group_version),
+            now=self.store.now(),
+            subresource="status" if subresource == "status" else "",
+        )
         return self.store.update(
             rtype.key, namespace, new, subresource=subresource, dry_run=dry_run
         )
@@ -1214,6 +1297,7 @@ class SandboxAPI(Resource):
         self._validate_strict(rtype, applied, query)
         now = self.store.now()
         api_version = str(applied.get("apiVersion") or rtype.group_version)
+        applied = _without_reset_fields(rtype, applied, subresource)
         if old is None:
             if subresource:
                 raise _not_found(rtype, name)
@@ -1573,6 +1657,23 @@ def _partial(obj: JSONObject) -> JSONObject:
         "apiVersion": "meta.k8s.io/v1",
         "metadata": obj.get("metadata", {}),
     }
+
+
+def _without_reset_fields(
+    rtype: ResourceType, obj: JSONObject, subresource: str
+) -> JSONObject:
+    """
+    C{obj} without what the real strategy of a custom resource with the status
+    subresource resets before storing (and leaves out of managedFields): its
+    C{status} on create and on the main resource, its C{spec} on C{/status}.
+    """
+    if not (rtype.crd and rtype.status_subresource):
+        return obj
+    if subresource == "":
+        return {k: v for k, v in obj.items() if k != "status"}
+    if subresource == "status":
+        return {k: v for k, v in obj.items() if k != "spec"}
+    return obj
 
 
 def _without_type(obj: JSONObject) -> JSONObject:

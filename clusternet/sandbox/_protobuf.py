@@ -50,6 +50,11 @@ __all__ = [
     "PROTOBUF_MAGIC",
     "UnsupportedKindError",
     "decode_body",
+    "encode_bool",
+    "encode_bytes",
+    "encode_double",
+    "encode_varint",
+    "read_fields",
 ]
 
 PROTOBUF_CONTENT_TYPE: Final = "application/vnd.kubernetes.protobuf"
@@ -785,3 +790,77 @@ def _go_duration(nanos: int) -> str:
             if value > 0:
                 text = f"{value}h{text}"
     return "-" + text if negative else text
+
+
+# --- encoding (the wire format only: callers know their messages) -------------
+
+
+def _tag(number: int, wire_type: int) -> bytes:
+    return _varint((number << 3) | wire_type)
+
+
+def _varint(value: int) -> bytes:
+    value &= _MASK64
+    out = bytearray()
+    while True:
+        low = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(low | 0x80)
+        else:
+            out.append(low)
+            return bytes(out)
+
+
+def encode_varint(number: int, value: int) -> bytes:
+    """
+    Field C{number} as a varint (int32/int64/uint64/bool/enum; negative
+    numbers as ten bytes, as Go writes an int64).
+    """
+    return _tag(number, _VARINT) + _varint(value)
+
+
+def encode_bool(number: int, value: bool) -> bytes:
+    return encode_varint(number, 1 if value else 0)
+
+
+def encode_double(number: int, value: float) -> bytes:
+    return _tag(number, _FIXED64) + struct.pack("<d", value)
+
+
+def encode_bytes(number: int, value: bytes | str) -> bytes:
+    """
+    Field C{number} length-delimited: a string (UTF-8), bytes or an encoded
+    message.
+    """
+    data = value.encode("utf-8") if isinstance(value, str) else value
+    return _tag(number, _BYTES) + _varint(len(data)) + data
+
+
+def read_fields(data: bytes) -> list[tuple[int, int | bytes]]:
+    """
+    The fields of one message, in order: (number, value) with varints as
+    ints, length-delimited and fixed fields as bytes.
+
+    @raise ValueError: for malformed input.
+    """
+    fields: list[tuple[int, int | bytes]] = []
+    pos = 0
+    while pos < len(data):
+        key, pos = _read_varint(data, pos)
+        number, wire_type = key >> 3, key & 7
+        value: int | bytes
+        if wire_type == _VARINT:
+            value, pos = _read_varint(data, pos)
+        elif wire_type == _BYTES:
+            length, pos = _read_length(data, pos)
+            value, pos = data[pos : pos + length], pos + length
+        elif wire_type in (_FIXED64, _FIXED32):
+            size = 8 if wire_type == _FIXED64 else 4
+            if pos + size > len(data):
+                raise ValueError("truncated fixed field")
+            value, pos = data[pos : pos + size], pos + size
+        else:
+            raise ValueError(f"unsupported wire type {wire_type}")
+        fields.append((number, value))
+    return fields

@@ -318,6 +318,7 @@ class SandboxServer(Service):
             self.api.identify,
             overrides=aggregate,
             refresh_interval=aggregator_interval,
+            authorize=lambda attributes: self.api.authorizer.authorize(attributes),
         )
         self.api.aggregator = self.aggregator
 

@@ -360,8 +360,10 @@ class Store:
                 new["status"] = obj["status"]
             else:
                 new.pop("status", None)
-            if resource == "apiextensions.k8s.io/customresourcedefinitions":
-                pass
+            # Only the status changes, but the managedFields of a status
+            # update are kept: they record who owns the status now.
+            if "managedFields" in meta:
+                new["metadata"]["managedFields"] = meta["managedFields"]
         elif subresource == "finalize":
             new = copy.deepcopy(old)
             new["spec"] = {

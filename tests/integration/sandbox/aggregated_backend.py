@@ -15,6 +15,7 @@ import ssl
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 RESOURCES = {
     "kind": "APIResourceList",
@@ -92,6 +93,15 @@ class Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
         self._send(200, {"received": len(body)})
+
+    def _any_method(self) -> None:
+        self._send(200, {"method": self.command, "path": self.path})
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other method (as sent: methods are case-sensitive) is echoed.
+        if name.startswith("do_"):
+            return self._any_method
+        raise AttributeError(name)
 
 
 def main() -> None:

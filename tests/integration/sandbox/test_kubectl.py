@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -121,6 +122,84 @@ def test_apply_creates_then_unchanged_then_configured(
     )
     assert got["spec"] == {"color": "red", "size": 3}
     assert got["metadata"]["generation"] == 2
+
+
+LIST_FILE = textwrap.dedent(
+    """
+    apiVersion: v1
+    kind: List
+    items:
+    - apiVersion: v1
+      kind: Namespace
+      metadata: {name: kc-list}
+    - apiVersion: v1
+      kind: ConfigMap
+      metadata: {name: first, namespace: kc-list, labels: {app: listed}}
+      data: {a: "1"}
+    - apiVersion: v1
+      kind: ConfigMap
+      metadata: {name: second, namespace: kc-list}
+      data: {b: "2"}
+    """
+)
+
+
+def test_apply_of_a_list_file_validates_with_openapi_v2_protobuf(
+    sandbox: Sandbox, crd: None, tmp_path: Path
+) -> None:
+    """
+    kubectl validates the items of a C{kind: List} file with the protobuf
+    C{/openapi/v2} (kube-wire 090) and refuses the file on a 406.
+    """
+    directory = tmp_path
+    listed = directory / "list.yaml"
+    listed.write_text(LIST_FILE)
+    out = sandbox.kubectl("apply", "-f", str(listed)).stdout
+    assert "namespace/kc-list created" in out
+    assert "configmap/first created" in out and "configmap/second created" in out
+    names = sandbox.kubectl(
+        "get", "configmaps", "-n", "kc-list", "-o", "jsonpath={.items[*].metadata.name}"
+    ).stdout.split()
+    assert {"first", "second"} <= set(names)
+    assert "unchanged" in sandbox.kubectl("apply", "-f", str(listed)).stdout
+    # What the document says is checked: an unknown field of a ConfigMap or
+    # of a custom resource's spec refuses the file on the client.
+    bad = directory / "bad.yaml"
+    bad.write_text(
+        LIST_FILE.replace("data: {b:", "dta: {b:")
+        + textwrap.dedent(
+            """
+            - apiVersion: kubectl.example.com/v1
+              kind: Gadget
+              metadata: {name: listed, namespace: kc-list}
+              spec: {color: blue, size: 1}
+            """
+        )
+    )
+    result = sandbox.kubectl("apply", "-f", str(bad), check=False)
+    assert result.returncode != 0
+    assert 'unknown field "dta" in io.k8s.api.core.v1.ConfigMap' in result.stderr
+    gadgets = directory / "gadgets.yaml"
+    gadgets.write_text(
+        textwrap.dedent(
+            """
+            apiVersion: v1
+            kind: List
+            items:
+            - apiVersion: kubectl.example.com/v1
+              kind: Gadget
+              metadata: {name: listed, namespace: kc-list}
+              spec: {color: blue, size: 1, shape: round}
+            """
+        )
+    )
+    result = sandbox.kubectl("apply", "-f", str(gadgets), check=False)
+    assert result.returncode != 0
+    assert 'unknown field "shape"' in result.stderr
+    gadgets.write_text(gadgets.read_text().replace(", shape: round", ""))
+    assert "gadget.kubectl.example.com/listed created" in (
+        sandbox.kubectl("apply", "-f", str(gadgets)).stdout
+    )
 
 
 def test_get_prints_crd_printer_columns(sandbox: Sandbox, crd: None) -> None:

@@ -562,3 +562,172 @@ def test_pod_connect_on_a_node_says_the_sandbox_runs_no_kubelet(h: Harness) -> N
     code, body, _ = h.request("GET", "/api/v1/namespaces/ns/pods/p3/log?container=c")
     assert (code, body["kind"], body["reason"]) == (503, "Status", "ServiceUnavailable")
     assert "runs no kubelet" in body["message"]
+
+
+# --- custom resources with the status subresource (kube-wire 052, 053, 092) ---
+
+CRR_CRD = (
+    Path(__file__).resolve().parents[3]
+    / "deploy"
+    / "hub"
+    / "clusters.clusternet.io_clusterregistrationrequests.yaml"
+)
+
+
+def _managed(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {k: v for k, v in entry.items() if k != "time"}
+        for entry in obj["metadata"]["managedFields"]
+    ]
+
+
+def test_creating_a_custom_resource_drops_its_status(h: Harness) -> None:
+    import yaml
+
+    real = wire("092-customresource-create-drops-status.json")
+    crd = yaml.safe_load(CRR_CRD.read_text())
+    code, _, _ = h.request(
+        "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd
+    )
+    assert code == 201
+    request = real["request"]
+    code, body, _ = h.request(request["method"], request["path"], request["body"])
+    expected = real["response"]["body"]
+    assert code == real["response"]["status"]
+    assert "status" not in body
+    assert body["spec"] == expected["spec"]
+    assert _managed(body) == _managed(expected)
+    _, stored, _ = h.request(
+        "GET", request["path"] + "/" + request["body"]["metadata"]["name"]
+    )
+    assert "status" not in stored
+
+
+def test_server_side_apply_create_drops_a_custom_resource_status(h: Harness) -> None:
+    crd = wire("045-crd-create.json")["request"]["body"]
+    h.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    widget = wire("048-cr-create.json")["request"]["body"] | {
+        "metadata": {"name": "w1", "namespace": "ns"},
+        "status": {"phase": "X"},
+    }
+    code, body, _ = h.request(
+        "PATCH",
+        "/apis/wire.example.com/v1/namespaces/ns/widgets/w1?fieldManager=m",
+        widget,
+        content_type="application/apply-patch+yaml",
+    )
+    assert code == 201 and "status" not in body
+    assert body["metadata"]["managedFields"][0]["fieldsV1"] == {
+        "f:spec": {".": {}, "f:color": {}, "f:size": {}}
+    }
+
+
+def test_main_resource_ignores_status_and_status_ignores_the_rest(
+    h: Harness,
+) -> None:
+    crd = wire("045-crd-create.json")["request"]["body"]
+    h.request("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    h.store.create("/namespaces", None, {"metadata": {"name": "wire-37a0a"}})
+    created = wire("048-cr-create.json")["request"]["body"] | {"status": {"phase": "A"}}
+    path = "/apis/wire.example.com/v1/namespaces/wire-37a0a/widgets"
+    code, made, _ = h.request("POST", path, created)
+    assert code == 201 and "status" not in made
+    main = wire("052-cr-status-patch-main-ignored.json")
+    code, body, _ = h.request(
+        main["request"]["method"],
+        main["request"]["path"],
+        main["request"]["body"],
+        content_type=main["request"]["headers"]["Content-Type"],
+    )
+    assert code == 200 and "status" not in body
+    assert _managed(body) == _managed(main["response"]["body"])
+    assert body["metadata"]["resourceVersion"] == made["metadata"]["resourceVersion"]
+    status = wire("053-cr-status-patch.json")
+    code, body, _ = h.request(
+        status["request"]["method"],
+        status["request"]["path"],
+        {**status["request"]["body"], "spec": {"color": "red"}},
+        content_type=status["request"]["headers"]["Content-Type"],
+    )
+    expected = status["response"]["body"]
+    assert code == 200
+    assert (body["spec"], body["status"]) == (expected["spec"], expected["status"])
+    assert _managed(body) == _managed(expected)
+    # A PUT of the main resource keeps the status and its owner.
+    changed = {**body, "spec": {"color": "green", "size": 3}, "status": {"phase": "B"}}
+    code, body, _ = h.request("PUT", path + "/w1", changed)
+    assert code == 200
+    assert body["status"] == {"phase": "Done"} and body["spec"]["color"] == "green"
+    owners = {
+        e.get("subresource", ""): e["fieldsV1"]
+        for e in body["metadata"]["managedFields"]
+    }
+    assert owners == {
+        "": {"f:spec": {".": {}, "f:color": {}, "f:size": {}}},
+        "status": {"f:status": {".": {}, "f:phase": {}}},
+    }
+
+
+# --- methods are case-sensitive (kube-wire 091) ---
+
+
+def _as_sent(h: Harness, method: bytes, path: str) -> tuple[int, Any]:
+    """
+    One request whose method is sent as given (treq upper-cases it).
+    """
+    from treq.testing import RequestTraversalAgent
+    from twisted.web.client import readBody
+    from twisted.web.http_headers import Headers
+
+    agent = RequestTraversalAgent(h.api)
+    answers: list[Any] = []
+    requested = agent.request(
+        method,
+        b"https://sandbox" + path.encode(),
+        Headers({b"x-test-user": [b"admin"], b"x-test-group": [b"system:masters"]}),
+    )
+
+    def read(response: Any) -> Any:
+        answers.append(response.code)
+        return readBody(response).addCallback(answers.append)
+
+    requested.addCallback(read)
+    agent.flush()
+    assert len(answers) == 2, answers
+    return answers[0], json.loads(answers[1])
+
+
+@pytest.mark.filterwarnings("ignore:Using readBody")
+def test_a_lower_case_delete_is_405_and_deletes_nothing(h: Harness) -> None:
+    real = wire("091-method-lowercase-delete.json")
+    assert real["request"]["method"] == "delete"
+    h.request("POST", "/api/v1/namespaces/ns/configmaps", cm("victim2"))
+    path = "/api/v1/namespaces/ns/configmaps/victim2"
+    code, body = _as_sent(h, b"delete", path)
+    answer = real["response"]["body"]
+    assert (code, body) == (real["response"]["status"], answer["answer"])
+    assert answer["object_still_exists_afterwards"] is True
+    assert h.request("GET", path)[0] == 200
+    for method, target in [
+        (b"delete", "/api/v1/namespaces/ns/configmaps"),
+        (b"Delete", path),
+        (b"get", path),
+        (b"put", path),
+        (b"patch", path),
+        (b"post", "/api/v1/namespaces/ns/configmaps"),
+        (b"delete", "/api/v1/namespaces/ns"),
+    ]:
+        assert _as_sent(h, method, target) == (405, answer["answer"]), method
+    assert h.request("GET", path)[0] == 200
+    assert h.request("GET", "/api/v1/namespaces/ns")[0] == 200
+
+
+def test_request_info_does_not_fold_the_case_of_methods() -> None:
+    from clusternet.sandbox._http import parse_request_info
+
+    path = "/api/v1/namespaces/ns/configmaps/c1"
+    assert parse_request_info("DELETE", path, {}).verb == "delete"
+    assert parse_request_info("delete", path, {}).verb == ""
+    assert parse_request_info("post", "/api/v1/namespaces/ns/configmaps", {}).verb == ""
+    # Non-resource requests keep the lower-cased method, as the real server.
+    assert parse_request_info("GET", "/healthz", {}).verb == "get"
