@@ -731,3 +731,38 @@ def test_request_info_does_not_fold_the_case_of_methods() -> None:
     assert parse_request_info("post", "/api/v1/namespaces/ns/configmaps", {}).verb == ""
     # Non-resource requests keep the lower-cased method, as the real server.
     assert parse_request_info("GET", "/healthz", {}).verb == "get"
+
+
+@pytest.mark.parametrize(
+    ("selector", "name"),
+    [
+        (
+            "metadata.name=extension-apiserver-authentication",
+            "extension-apiserver-authentication",
+        ),
+        ("metadata.name==one,metadata.namespace=kube-system", "one"),
+        ("metadata.name!=one", ""),
+        ("metadata.name=a/b", ""),
+        ("spec.nodeName=one", ""),
+        ("", ""),
+    ],
+)
+def test_a_list_of_one_name_is_authorized_for_that_name(
+    selector: str, name: str
+) -> None:
+    """
+    As the real server's request info: a list or watch with
+    C{fieldSelector=metadata.name=NAME} is authorized for NAME, so that a rule
+    with C{resourceNames} allows it (the hub's ConfigMap informer needs that).
+    """
+    from clusternet.sandbox._auth_api import UserInfo
+    from clusternet.sandbox._http import request_attributes
+
+    for query, verb in (
+        ({"fieldSelector": selector}, "list"),
+        ({"fieldSelector": selector, "watch": "true"}, "watch"),
+    ):
+        _, attributes = request_attributes(
+            UserInfo("u"), "GET", "/api/v1/namespaces/kube-system/configmaps", query
+        )
+        assert (attributes.verb, attributes.name) == (verb, name)
