@@ -10,7 +10,7 @@ the same run.
 
     python benchmarks/proxy.py [--count 300] [--bulk-mib 8] [--keep]
 
-The fleet is L{clusternet.demo.Fleet} (one parent, the hub, one child and its
+The fleet is L{clusternet.fleet.Fleet} (one parent, the hub, one child and its
 agent, each a real process).  Every client holds one persistent HTTPS (or,
 for kubectl proxy, HTTP) connection and sends requests one after another.
 The latency runs are interleaved in rounds (direct, chain, kubectl proxy,
@@ -52,7 +52,8 @@ from _common import (
     say,
 )
 
-from clusternet.demo import GROUP_PATH, DemoError, Fleet
+from clusternet.fleet import GROUP_PATH, Fleet
+from clusternet.fleet import FleetError as DemoError
 
 NAMESPACE = "clusternet-bench"
 SMALL = "bench-small"

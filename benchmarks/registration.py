@@ -6,13 +6,15 @@ Ready=Unknown.
 
     python benchmarks/registration.py [--agents 50] [--grace 10s] [--keep]
 
-The parent, the hub and one child sandbox are L{clusternet.demo.Fleet}'s (its
+The parent, the hub and one child sandbox are L{clusternet.fleet.Fleet}'s (its
 own agent registers the child first, before the clock starts).  N child
 sandboxes would not fit on a small machine, so the N agents share that one
-child: each has its own --cluster-id (a UUID), --cluster-reg-namespace
-(edge-system-<i>) and --leader-elect=false, which makes it a separate cluster
-to the parent.  All N are started within a few milliseconds of one another;
-the parent is polled every --poll seconds (the resolution of the times).
+child: each has its own --cluster-id (a UUID), --parent-secret
+(parent-cluster-<i> in edge-system) and --leader-elect=false, which makes it a
+separate cluster to the parent.  They run as the child's clusternet-agent
+ServiceAccount, with the RBAC that deploy/agent ships.  All N are started
+within a few milliseconds of one another; the parent is polled every --poll
+seconds (the resolution of the times).
 Prints one JSON object per line on stdout; progress goes to stderr.
 """
 
@@ -43,8 +45,9 @@ from _common import (
     say,
 )
 
-from clusternet.demo import BOOTSTRAP_TOKEN, GROUP_PATH, DemoError, Fleet
 from clusternet.duration import parse_duration
+from clusternet.fleet import BOOTSTRAP_TOKEN, GROUP_PATH, Fleet
+from clusternet.fleet import FleetError as DemoError
 
 CRRS = "/apis/clusters.clusternet.io/v1beta1/clusterregistrationrequests"
 MCLS = "/apis/clusters.clusternet.io/v1beta1/managedclusters"
@@ -189,7 +192,10 @@ def agent_argv(fleet: Fleet, child_kubeconfig: Path, agent: Agent) -> list[str]:
         f"--cluster-reg-token={BOOTSTRAP_TOKEN}",
         f"--cluster-reg-name={agent.name}",
         f"--cluster-id={agent.cluster_id}",
-        f"--cluster-reg-namespace=edge-system-{agent.index}",
+        # The agents share the child's edge-system, as deploy/agent sets it up,
+        # each with a Secret of its own for the parent's credentials.
+        "--cluster-reg-namespace=edge-system",
+        f"--parent-secret=parent-cluster-{agent.index}",
         "--leader-elect=false",
         "--cluster-status-update-frequency=30s",
         "--cluster-status-collect-frequency=10s",
@@ -291,7 +297,7 @@ def main() -> int:
             f"(fleet up after {time.monotonic() - started:.0f}s)"
         )
         for agent in agents:
-            argv = agent_argv(fleet, child.kubeconfig, agent)
+            argv = agent_argv(fleet, fleet.agent_kubeconfig(child), agent)
             agent.started = time.monotonic()
             agent.process = fleet._start(f"agent-{agent.name}", argv)
         poll(

@@ -6,6 +6,11 @@ The hub passes the parent user in C{X-Remote-*} headers (trusted: only the hub
 opens streams on the tunnel); the identity mode decides what the child sees
 (L{clusternet.agent._identity}).  Requests made with the agent's own
 credentials share a pool of persistent connections to the child.
+
+The agent's bearer token is never copied: each request takes the current value
+of the configuration's L{ITokenSource}, which a L{TokenRefresher} reloads on a
+thread every few seconds (a rotated token file is seen within
+L{TOKEN_CHECK_INTERVAL}) and at once when the child answers 401 to it.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import wrapClientTLS
 from twisted.internet.interfaces import IProtocol, IStreamClientEndpoint
 from twisted.internet.ssl import (
@@ -24,7 +29,8 @@ from twisted.internet.ssl import (
     PrivateCertificate,
     optionsForClientTLS,
 )
-from twisted.logger import LogLevel
+from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from clusternet.agent._identity import (
@@ -33,7 +39,12 @@ from clusternet.agent._identity import (
     IdentityPolicy,
     parent_identity,
 )
-from clusternet.kube import ConnectionInfo
+from clusternet.kube import (
+    TOKEN_CHECK_INTERVAL,
+    ConnectionInfo,
+    ITokenSource,
+    TokenRefresher,
+)
 from clusternet.proxy import (
     ProxyError,
     ProxyResource,
@@ -53,14 +64,26 @@ class ChildProxyResource(ProxyResource):
     """
     Forward each request to the child API server with the identity mode's
     credentials.
+
+    @param token: keeps C{child.token} current (by default one that reloads
+        only after a 401, on the reactor's thread pool).
     """
 
+    _log = Logger()
+
     def __init__(
-        self, proxy: ReverseProxy, child: ConnectionInfo, identity: IdentityPolicy
+        self,
+        proxy: ReverseProxy,
+        child: ConnectionInfo,
+        identity: IdentityPolicy,
+        token: TokenRefresher | None = None,
     ) -> None:
         super().__init__(proxy)
         self._child = child
         self._identity = identity
+        if token is None and child.token is not None:
+            token = TokenRefresher(proxy.reactor, child.token)
+        self._token = token
         parts = urlsplit(child.server)
         self._secure = parts.scheme == "https"
         self._host = parts.hostname or "localhost"
@@ -120,10 +143,10 @@ class ChildProxyResource(ProxyResource):
         if credentials.use_agent_credentials:
             endpoint = self._agent_endpoint
             pool_key: Any = ("agent",)
-            if self._child.token:
-                set_headers.append(
-                    (b"Authorization", f"Bearer {self._child.token}".encode())
-                )
+            token = self._token.current() if self._token is not None else None
+            if token:
+                set_headers.append((b"Authorization", f"Bearer {token}".encode()))
+                request.notifyFinish().addBoth(self._answered, request)
         elif credentials.client_pem is not None:
             try:
                 endpoint = self._endpoint(credentials.client_pem)
@@ -148,22 +171,56 @@ class ChildProxyResource(ProxyResource):
             pool_key=pool_key,
         )
 
+    def _answered(self, result: Failure | None, request: Request) -> None:
+        """
+        A request with the agent's token is over: if the child refused the
+        token, reload it now so that the next request has a fresh one (this one
+        is not retried).
+        """
+        if request.code == 401 and self._token is not None:
+            self._log.debug("The child answered 401 to the agent's token: reloading it")
+            self._token.refresh()
+
 
 class DirectServer:
     """
     Makes, per tunnel session, the factory of protocols serving C{direct}
-    streams; owns the pool of connections to the child.
+    streams; owns the pool of connections to the child and keeps the child
+    tokens current (checked every C{token_check_interval} seconds on a thread
+    of C{threadpool}, the reactor's by default).
     """
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        token_check_interval: float = TOKEN_CHECK_INTERVAL,
+        threadpool: Any = None,
+    ) -> None:
         self._reactor = reactor
+        self._token_check_interval = token_check_interval
+        self._threadpool = threadpool
+        self._refreshers: dict[ITokenSource, TokenRefresher] = {}
         self.proxy = ReverseProxy(reactor, forwarded_headers=False)
+
+    def _refresher(self, source: ITokenSource) -> TokenRefresher:
+        refresher = self._refreshers.get(source)
+        if refresher is None:
+            refresher = TokenRefresher(
+                self._reactor,
+                source,
+                interval=self._token_check_interval,
+                threadpool=self._threadpool,
+            )
+            refresher.start()
+            self._refreshers[source] = refresher
+        return refresher
 
     def __call__(
         self, child: ConnectionInfo, identity: IdentityPolicy
     ) -> Callable[[], IProtocol]:
+        token = self._refresher(child.token) if child.token is not None else None
         site = StreamingSite(
-            ChildProxyResource(self.proxy, child, identity),
+            ChildProxyResource(self.proxy, child, identity, token),
             reactor=self._reactor,
             access_log=LogLevel.debug,
         )
@@ -179,9 +236,13 @@ class DirectServer:
 
     def close(self) -> Deferred[None]:
         """
-        Close the idle connections to the child.
+        Close the idle connections to the child and stop reloading tokens.
         """
-        return self.proxy.close()
+        refreshers = list(self._refreshers.values())
+        self._refreshers.clear()
+        stopped = [refresher.stop() for refresher in refreshers]
+        done = gatherResults([self.proxy.close(), *stopped])
+        return done.addCallback(lambda _: None)
 
 
 def direct_server(reactor: Any) -> DirectServer:

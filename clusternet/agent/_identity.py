@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import quote, unquote
 
 from attrs import field, frozen
 
 __all__ = [
     "IDENTITY_MODES",
+    "KUBERNETES_EXTRAS",
     "ChildCredentials",
     "IdentityError",
     "IdentityPolicy",
@@ -42,6 +43,17 @@ __all__ = [
 ]
 
 IDENTITY_MODES = ("impersonate", "token", "none")
+
+# The user extras a Kubernetes API server sets by itself: the credential ID of
+# x509 users and tokens, and the pod and node of bound service-account tokens.
+# deploy/agent/clusternet_agent_rbac.yaml grants impersonating exactly these.
+KUBERNETES_EXTRAS = (
+    "authentication.kubernetes.io/credential-id",
+    "authentication.kubernetes.io/node-name",
+    "authentication.kubernetes.io/node-uid",
+    "authentication.kubernetes.io/pod-name",
+    "authentication.kubernetes.io/pod-uid",
+)
 
 _IMPLICIT_GROUPS = frozenset({"system:authenticated", "system:unauthenticated"})
 _CREDENTIAL_EXTRAS = frozenset(
@@ -106,15 +118,27 @@ class ChildCredentials:
     client_pem: bytes | None = field(default=None, repr=False)
 
 
+def _extra_keys(keys: Iterable[str] | None) -> frozenset[str] | None:
+    return None if keys is None else frozenset(k.lower() for k in keys)
+
+
 @frozen
 class IdentityPolicy:
     """
     The agent's configured mode and group mapping.
+
+    @ivar extras: the user extras (lower-case keys) passed on as
+        C{Impersonate-Extra-*} in impersonate mode; C{None} passes every extra
+        but the token mode's credentials.  Others are left out.
     """
 
     mode: str = "impersonate"
     group_map: Mapping[str, str] = field(factory=dict)
     allow_masters: bool = False
+    extras: frozenset[str] | None = field(
+        default=frozenset(KUBERNETES_EXTRAS),
+        converter=_extra_keys,
+    )
 
     def credentials(self, identity: ParentIdentity | None) -> ChildCredentials:
         if self.mode == "none":
@@ -139,6 +163,8 @@ class IdentityPolicy:
         for key, values in sorted(identity.extra.items()):
             if key in _CREDENTIAL_EXTRAS:
                 continue  # credentials are never turned into impersonated extras
+            if self.extras is not None and key not in self.extras:
+                continue
             for value in values:
                 headers.append((f"Impersonate-Extra-{quote(key, safe='')}", value))
         return ChildCredentials(use_agent_credentials=True, headers=tuple(headers))

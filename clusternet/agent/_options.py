@@ -20,6 +20,7 @@ from clusternet._options import (
     coerce_url,
     require_readable_file,
 )
+from clusternet.agent._identity import KUBERNETES_EXTRAS
 
 __all__ = ["CLUSTER_TYPES", "AgentOptions"]
 
@@ -59,6 +60,16 @@ def _group_map(text: str) -> dict[str, str]:
             raise ValueError(f"{item!r} is not PARENT=CHILD")
         mapping[parent.strip()] = child.strip()
     return mapping
+
+
+def _extra_keys(text: str) -> tuple[str, ...] | None:
+    if text.strip() == "*":
+        return None
+    keys = tuple(k.strip().lower() for k in text.split(",") if k.strip())
+    for key in keys:
+        if key == "*" or any(c.isspace() for c in key):
+            raise ValueError(f"{key!r} is not a user extra key (or give * alone)")
+    return keys
 
 
 def _dial_patterns(text: str) -> tuple[str, ...]:
@@ -219,6 +230,15 @@ class AgentOptions(ClusternetOptions):
             "such as devs=child-devs,system:masters=child-admins.",
         ],
         [
+            "impersonate-extras",
+            None,
+            ",".join(KUBERNETES_EXTRAS),
+            "Comma-separated user extras passed on to the child in impersonate mode "
+            "(others are left out), or * for all. The agent's RBAC in the child must "
+            "allow impersonating userextras/<key> for each (RBAC has no wildcard for "
+            'keys: * needs resources ["*"] in authentication.k8s.io).',
+        ],
+        [
             "dial-allow",
             None,
             "",
@@ -263,6 +283,7 @@ class AgentOptions(ClusternetOptions):
         "identity-mode": coerce_choice("impersonate", "token", "none"),
         "impersonate-group-map": _group_map,
         "dial-allow": _dial_patterns,
+        "impersonate-extras": _extra_keys,
     }
 
     def postOptions(self) -> None:
@@ -302,6 +323,8 @@ class AgentOptions(ClusternetOptions):
             self["impersonate-group-map"] = {}
         if not self["dial-allow"]:
             self["dial-allow"] = ()
+        if self["impersonate-extras"] == "":
+            self["impersonate-extras"] = ()
 
     def __repr__(self) -> str:
         shown = {

@@ -152,6 +152,7 @@ class AgentWork(Service):
             mode=options["identity-mode"],
             group_map=options["impersonate-group-map"],
             allow_masters=bool(options["allow-masters-impersonation"]),
+            extras=options["impersonate-extras"],
         )
 
     def startService(self) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clusternet.demo import Fleet
+from clusternet.fleet import Fleet
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from clusternet.demo import Fleet
+from clusternet.fleet import Fleet
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from clusternet.demo import Fleet
+from clusternet.fleet import Fleet
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 from cryptography import x509
 
-from clusternet.demo import DemoError, Fleet
+from clusternet.fleet import Fleet
+from clusternet.fleet import FleetError as DemoError
 from clusternet.sandbox import load_or_create_material
 from tests.support.netns import NetnsUnavailable, NetworkNamespace, child_namespace
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from clusternet.demo import Fleet
+from clusternet.fleet import Fleet
 
 pytestmark = pytest.mark.slow
 SOCKETS = "/apis/proxies.clusternet.io/v1alpha1/sockets"

@@ -1,5 +1,5 @@
 """
-The demo's parent objects agree with the manifests users apply by hand.
+The demo and its fleet apply the manifests users apply by hand.
 """
 
 from pathlib import Path
@@ -8,14 +8,25 @@ import pytest
 import yaml
 
 from clusternet.apis import crds
-from clusternet.demo import DemoError, _fresh, bootstrap_token_objects
+from clusternet.demo import DemoError, _fresh
+from clusternet.fleet import BOOTSTRAP_TOKEN, shipped_objects, shipped_root
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_bootstrap_objects_are_the_sample_manifest() -> None:
-    sample = REPO / "manifests" / "samples" / "cluster_bootstrap_token.yaml"
-    assert list(yaml.safe_load_all(sample.read_text())) == bootstrap_token_objects()
+def test_the_fleet_applies_the_shipped_files_of_this_tree() -> None:
+    assert shipped_root() == REPO
+    (secret, *_) = shipped_objects("manifests/samples/cluster_bootstrap_token.yaml")
+    data = secret["stringData"]
+    assert f"{data['token-id']}.{data['token-secret']}" == BOOTSTRAP_TOKEN
+    (filled,) = shipped_objects(
+        "deploy/templates/clusternet_agent_secret.yaml",
+        {"PARENTURL": "https://parent:6443", "REGTOKEN": BOOTSTRAP_TOKEN},
+    )
+    assert filled["stringData"] == {
+        "parentURL": "https://parent:6443",
+        "regToken": BOOTSTRAP_TOKEN,
+    }
 
 
 def test_crds_are_the_manifests() -> None:

@@ -13,6 +13,7 @@ from twisted.python.usage import UsageError
 
 from clusternet._options import coerce_byte_size
 from clusternet.agent import AgentOptions
+from clusternet.agent._identity import KUBERNETES_EXTRAS
 from clusternet.hub import HubOptions
 
 
@@ -34,6 +35,18 @@ def test_agent_defaults() -> None:
     assert options["leader-elect"] is True
     assert options["lease-duration"] == 15.0
     assert options["cluster-reg-insecure-skip-tls-verify"] == 0
+    assert options["impersonate-extras"] == KUBERNETES_EXTRAS
+
+
+def test_agent_impersonate_extras() -> None:
+    assert parse(AgentOptions, "--impersonate-extras=*")["impersonate-extras"] is None
+    assert parse(AgentOptions, "--impersonate-extras=")["impersonate-extras"] == ()
+    assert parse(AgentOptions, "--impersonate-extras=A/b, c")["impersonate-extras"] == (
+        "a/b",
+        "c",
+    )
+    with pytest.raises(UsageError, match="--impersonate-extras"):
+        parse(AgentOptions, "--impersonate-extras=a,*")
 
 
 def test_agent_every_flag_parses(tmp_path: Any) -> None:

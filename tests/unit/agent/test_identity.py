@@ -15,10 +15,15 @@ from clusternet.agent._identity import (
     parent_identity,
 )
 
+CREDENTIAL_ID = "authentication.kubernetes.io/credential-id"
 ALICE = ParentIdentity(
     "alice",
     ("devs", "system:authenticated", "system:masters"),
-    {"scopes": ("read",), "clusternet-token": ("child-secret",)},
+    {
+        "scopes": ("read",),
+        "clusternet-token": ("child-secret",),
+        CREDENTIAL_ID: ("X509SHA256=ab12",),
+    },
 )
 
 
@@ -45,8 +50,29 @@ def test_impersonate_drops_masters_and_implicit_groups_and_credentials() -> None
     assert creds.headers == (
         ("Impersonate-User", "alice"),
         ("Impersonate-Group", "devs"),
-        ("Impersonate-Extra-scopes", "read"),
+        (
+            "Impersonate-Extra-authentication.kubernetes.io%2Fcredential-id",
+            "X509SHA256=ab12",
+        ),
     )
+
+
+def test_impersonate_forwards_only_the_configured_extras() -> None:
+    """
+    By default only the extras Kubernetes sets itself (the agent's RBAC names
+    each); a configured list, or every extra with C{None}.
+    """
+    headers = IdentityPolicy(extras=["Scopes"]).credentials(ALICE).headers
+    assert [h for h in headers if h[0].startswith("Impersonate-Extra-")] == [
+        ("Impersonate-Extra-scopes", "read")
+    ]
+    headers = IdentityPolicy(extras=None).credentials(ALICE).headers
+    assert sorted(k for k, _ in headers if k.startswith("Impersonate-Extra-")) == [
+        "Impersonate-Extra-authentication.kubernetes.io%2Fcredential-id",
+        "Impersonate-Extra-scopes",
+    ]
+    headers = IdentityPolicy(extras=()).credentials(ALICE).headers
+    assert not [h for h in headers if h[0].startswith("Impersonate-Extra-")]
 
 
 def test_impersonate_masters_only_when_told() -> None:
