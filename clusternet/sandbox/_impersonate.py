@@ -95,10 +95,13 @@ def impersonate(
         checks.append(
             _check(user, "serviceaccounts", name=account, namespace=namespace)
         )
-        result_groups += [
-            "system:serviceaccounts",
-            f"system:serviceaccounts:{namespace}",
-        ]
+        if not groups:
+            # A service account's groups are a fixed mapping, added only when
+            # none are asked for (as the real server's impersonation filter).
+            result_groups += [
+                "system:serviceaccounts",
+                f"system:serviceaccounts:{namespace}",
+            ]
     else:
         checks.append(_check(user, "users", name=name))
     for group in groups:

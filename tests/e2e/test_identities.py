@@ -381,9 +381,11 @@ def test_a_service_account_token_user(
 ) -> None:
     seen = whoami(fleet, users["service-account"], "child-1")
     assert seen["username"] == "system:serviceaccount:default:parent-user"
-    assert {"system:serviceaccounts", "system:serviceaccounts:default"} <= set(
-        seen["groups"]
-    )
+    assert sorted(seen["groups"]) == [
+        "system:authenticated",
+        "system:serviceaccounts",
+        "system:serviceaccounts:default",
+    ]
     assert seen["extra"][CREDENTIAL_ID][0].startswith("JTI=")
 
 

@@ -24,6 +24,7 @@ import yaml
 
 from clusternet.pki import issue_certificate, make_ca
 from tests.support.sandbox import KUBECTL, Sandbox, running_sandbox
+from tests.support.wire import recorded
 
 pytestmark = pytest.mark.slow
 
@@ -224,11 +225,7 @@ def test_anonymous_users_are_authorized_before_the_backend(
     group/version is 403 (C{system:discovery} is for C{system:authenticated});
     public info and kubeadm's C{kube-public/cluster-info} stay readable.
     """
-    wire = Path(__file__).resolve().parents[3].parent / "shared" / "kube-wire"
-    recorded = wire / "093-anonymous-aggregated-discovery.json"
-    if not recorded.exists():
-        pytest.skip(f"{recorded} is not present")
-    real = json.loads(recorded.read_text())
+    real = recorded("093-anonymous-aggregated-discovery.json")
     with running_sandbox(
         tmp_path_factory.mktemp("anonsandbox"),
         [

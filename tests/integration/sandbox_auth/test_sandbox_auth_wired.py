@@ -481,3 +481,65 @@ def test_kubectl_auth_whoami_as_another_user(sandbox: Sandbox) -> None:
     }
     own = json.loads(sandbox.kubectl("auth", "whoami", "-o", "json").stdout)
     assert own["status"]["userInfo"]["username"] == "kubernetes-admin"
+
+
+def test_an_impersonated_service_account_has_its_groups_only_when_none_are_asked(
+    sandbox: Sandbox, admin: Any
+) -> None:
+    """
+    As the real impersonation filter: a service account's groups are added
+    only when the request names no groups (never twice).
+    """
+    rbac = client.RbacAuthorizationV1Api(admin)
+    rbac.create_cluster_role(
+        {
+            "metadata": {"name": "impersonate-robots"},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["serviceaccounts", "groups"],
+                    "verbs": ["impersonate"],
+                }
+            ],
+        }
+    )
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": "bob-impersonates-robots"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "impersonate-robots",
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "bob"}
+            ],
+        }
+    )
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    account = "system:serviceaccount:robots:r9"
+    for groups, expected in (
+        (
+            [],
+            ["system:serviceaccounts", "system:serviceaccounts:robots"],
+        ),
+        (["system:serviceaccounts"], ["system:serviceaccounts"]),
+        (["crew"], ["crew"]),
+    ):
+        headers = {
+            "Authorization": f"Bearer {STATIC_TOKEN}",
+            "Impersonate-User": account,
+        }
+        if groups:
+            (headers["Impersonate-Group"],) = groups
+        code, body = sandbox.raw(
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            body=review,
+            headers=headers,
+        )
+        assert code == 201, body
+        assert body["status"]["userInfo"]["groups"] == [
+            *expected,
+            "system:authenticated",
+        ]

@@ -41,8 +41,8 @@ from clusternet.agent._bootstrap import (
     verify_detached_jws,
 )
 from clusternet.pki import make_ca
+from tests.support.wire import recorded
 
-KUBE_WIRE = Path("/work/shared/kube-wire/087-cluster-info-signed.json")
 TOKEN = "07401b.f395accd246ae52d"
 OTHER_TOKEN = "abcdef.0123456789abcdef"
 CA = make_ca("test-parent-ca")
@@ -101,14 +101,14 @@ def configmap(server: str, token: str = TOKEN, **extra: str) -> dict[str, Any]:
 
 
 def test_a_real_kube_apiserver_signature_verifies_with_its_bootstrap_token() -> None:
-    body = json.loads(KUBE_WIRE.read_text())["response"]["body"]
+    body = recorded("087-cluster-info-signed.json")["response"]["body"]
     info = cluster_info_from_configmap(body, TOKEN, "https://127.0.0.1:6443")
     assert info.server == "https://127.0.0.1:6443"
     assert info.ca_pem.startswith(b"-----BEGIN CERTIFICATE-----")
 
 
 def test_a_real_signature_is_refused_for_another_token() -> None:
-    body = json.loads(KUBE_WIRE.read_text())["response"]["body"]
+    body = recorded("087-cluster-info-signed.json")["response"]["body"]
     data = body["data"]
     with pytest.raises(JWSError):
         verify_detached_jws(

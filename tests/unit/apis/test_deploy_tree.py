@@ -226,3 +226,25 @@ def test_dockerfile_runs_twist_as_a_non_root_user() -> None:
     assert 'ENTRYPOINT ["twist"]' in text
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".git" in ignored
+
+
+def test_the_agent_may_impersonate_exactly_the_extras_it_passes_on() -> None:
+    """
+    RBAC has no wildcard for user extra keys (C{userextras/*} matches none):
+    the agent's ClusterRole names C{userextras/<key>} for each key of its
+    default C{--impersonate-extras}, and nothing else in that group.
+    """
+    options = AgentOptions()
+    options.parseOptions([])
+    role = find("ClusterRole", "clusternet:agent")
+    granted = [
+        resource
+        for rule in role["rules"]
+        if "authentication.k8s.io" in rule.get("apiGroups", [])
+        and "impersonate" in rule["verbs"]
+        for resource in rule["resources"]
+    ]
+    assert sorted(granted) == sorted(
+        f"userextras/{key}" for key in options["impersonate-extras"]
+    )
+    assert not [r for r in granted if r.endswith("/*") or r == "*"]

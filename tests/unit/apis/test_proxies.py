@@ -5,15 +5,13 @@ Discovery of proxies.clusternet.io/v1alpha1 in the real API server's shapes.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from clusternet.apis import (
     proxies_api_group,
     proxies_api_group_discovery,
     proxies_api_resource_list,
 )
-
-WIRE = Path("/work/shared/kube-wire")
+from tests.support.wire import recorded
 
 
 def test_sockets_are_cluster_scoped_get_list_with_short_name_and_category() -> None:
@@ -32,14 +30,13 @@ def test_sockets_are_cluster_scoped_get_list_with_short_name_and_category() -> N
 def test_aggregated_entry_has_the_keys_a_real_server_writes() -> None:
     entry = proxies_api_group_discovery()
     resource = entry["versions"][0]["resources"][0]
-    real_path = WIRE / "009-discovery-aggregated-apis.json"
-    if real_path.exists():
-        real = json.loads(real_path.read_text())["response"]["body"]["items"][0]
-        real_resource = real["versions"][0]["resources"][0]
-        assert set(entry) == set(real)
-        assert set(resource) - {"shortNames", "categories", "subresources"} <= set(
-            real_resource
-        )
+    answer = recorded("009-discovery-aggregated-apis.json")["response"]["body"]
+    real = answer["items"][0]
+    real_resource = real["versions"][0]["resources"][0]
+    assert set(entry) == set(real)
+    assert set(resource) - {"shortNames", "categories", "subresources"} <= set(
+        real_resource
+    )
     assert resource["scope"] == "Cluster"
     assert resource["subresources"][0]["subresource"] == "proxy"
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,17 +28,14 @@ from clusternet.sandbox._resources import Registry
 from clusternet.sandbox._store import Store
 from clusternet.sandbox._wiring import store_key_of
 from clusternet.sandbox.auth import default_rbac_objects, new_authorizer
+from tests.support.wire import recorded
 
-WIRE = Path(__file__).resolve().parents[3].parent / "shared" / "kube-wire"
 GROUP, VERSION = "proxies.clusternet.io", "v1alpha1"
 ANONYMOUS = UserInfo("system:anonymous", groups=("system:unauthenticated",))
 
 
 def wire(name: str) -> dict[str, Any]:
-    path = WIRE / name
-    if not path.exists():
-        pytest.skip(f"{path} is not present")
-    return json.loads(path.read_text())
+    return recorded(name)
 
 
 @implementer(IAuthenticator)

@@ -33,15 +33,11 @@ from clusternet.sandbox._defaultauth import CertificateAuthenticator, MastersAut
 from clusternet.sandbox._http import SandboxAPI
 from clusternet.sandbox._resources import Registry
 from clusternet.sandbox._store import Store
-
-WIRE = Path(__file__).resolve().parents[3].parent / "shared" / "kube-wire"
+from tests.support.wire import recorded
 
 
 def wire(name: str) -> dict[str, Any]:
-    path = WIRE / name
-    if not path.exists():
-        pytest.skip(f"{path} is not present")
-    return json.loads(path.read_text())
+    return recorded(name)
 
 
 @implementer(IAuthenticator)

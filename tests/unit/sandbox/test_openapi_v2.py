@@ -9,7 +9,6 @@ import base64
 import json
 import random
 import struct
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,16 +26,13 @@ from clusternet.sandbox._openapi_v2 import encode_document, openapi_v2_document
 from clusternet.sandbox._protobuf import read_fields
 from clusternet.sandbox._resources import Registry
 from clusternet.sandbox._store import Store
+from tests.support.wire import recorded
 
-WIRE = Path(__file__).resolve().parents[3].parent / "shared" / "kube-wire"
 PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
 
 
 def wire(name: str) -> dict[str, Any]:
-    path = WIRE / name
-    if not path.exists():
-        pytest.skip(f"{path} is not present")
-    return json.loads(path.read_text())
+    return recorded(name)
 
 
 @implementer(IAuthenticator)

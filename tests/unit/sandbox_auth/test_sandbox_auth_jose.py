@@ -5,7 +5,6 @@ JWS/JWT signing and verification, and the bootstrap signer's detached JWS.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -23,8 +22,8 @@ from clusternet.sandbox.auth._jose import (
     sign_jwt,
     verify_jwt,
 )
+from tests.support.wire import recorded
 
-WIRE = Path("/work/shared/kube-wire")
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 EC_KEY = ec.generate_private_key(ec.SECP256R1())
 OTHER_RSA = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -37,10 +36,7 @@ claims_strategy = st.dictionaries(
 
 
 def _wire(name: str) -> dict:
-    path = WIRE / name
-    if not path.exists():
-        pytest.skip(f"{path} is not on this machine")
-    return json.loads(path.read_text())
+    return recorded(name)
 
 
 @pytest.mark.parametrize("key", [RSA_KEY, EC_KEY], ids=["RS256", "ES256"])
