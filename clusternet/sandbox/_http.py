@@ -68,6 +68,7 @@ from clusternet.sandbox._selectors import (
 from clusternet.sandbox._store import Gone, Store
 from clusternet.sandbox._store_api import JSONObject, StoreError
 from clusternet.sandbox._table import make_table
+from clusternet.sandbox.auth._escalation import confirm_no_escalation
 from clusternet.sandbox.auth._rbac import forbidden_status
 
 __all__ = ["Refused", "SandboxAPI", "VersionInfo"]
@@ -1065,6 +1066,9 @@ class SandboxAPI(Resource):
         body.setdefault("apiVersion", rtype.group_version)
         body.setdefault("kind", rtype.kind)
         dry_run = query.get("dryRun") == "All"
+        confirm_no_escalation(
+            self.authorizer, self.store, user, rtype.key, namespace, "", body, None
+        )
         created = self._store_create(
             rtype, namespace, body, self._manager(request, query), dry_run
         )
@@ -1118,6 +1122,9 @@ class SandboxAPI(Resource):
         old = self.store.peek(rtype.key, namespace, name)
         if old is None:
             raise _not_found(rtype, name)
+        confirm_no_escalation(
+            self.authorizer, self.store, user, rtype.key, namespace, name, body, old
+        )
         updated = self._store_update(
             rtype,
             namespace,
@@ -1220,7 +1227,16 @@ class SandboxAPI(Resource):
         old = self.store.peek(rtype.key, namespace, name)
         if kind == "apply":
             return self._apply(
-                request, rtype, namespace, name, subresource, query, patch, old, dry_run
+                request,
+                rtype,
+                namespace,
+                name,
+                subresource,
+                query,
+                patch,
+                old,
+                dry_run,
+                user,
             )
         if old is None:
             raise _not_found(rtype, name)
@@ -1251,6 +1267,9 @@ class SandboxAPI(Resource):
             raise bad_request(
                 f"the name of the object ({patched_meta.get('name')}) does not match the name on the URL ({name})"
             )
+        confirm_no_escalation(
+            self.authorizer, self.store, user, rtype.key, namespace, name, patched, old
+        )
         patch_rv = _patch_rv(patch)
         if patch_rv is None:
             patched_meta.pop("resourceVersion", None)
@@ -1275,6 +1294,7 @@ class SandboxAPI(Resource):
         applied: Any,
         old: JSONObject | None,
         dry_run: bool,
+        user: UserInfo,
     ) -> bytes:
         if not isinstance(applied, dict):
             raise bad_request("apply patch must be an object")
@@ -1307,6 +1327,16 @@ class SandboxAPI(Resource):
                 {}, applied, manager, [], force=True, api_version=api_version, now=now
             )
             body["metadata"]["managedFields"] = managed
+            confirm_no_escalation(
+                self.authorizer,
+                self.store,
+                user,
+                rtype.key,
+                namespace,
+                name,
+                body,
+                None,
+            )
             created = self.store.create(rtype.key, namespace, body, dry_run=dry_run)
             return self._output(request, rtype, created, 201)
         live = self._served(rtype, old)
@@ -1330,6 +1360,9 @@ class SandboxAPI(Resource):
                 str(e),
                 {"causes": []} if e.code == 409 else None,
             ) from None
+        confirm_no_escalation(
+            self.authorizer, self.store, user, rtype.key, namespace, name, merged, old
+        )
         merged_meta = dict(merged.get("metadata") or {})
         merged_meta["managedFields"] = new_managed
         merged_meta.pop("resourceVersion", None)

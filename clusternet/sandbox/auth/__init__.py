@@ -35,6 +35,15 @@ from ._bootstrap import (
     verify_cluster_info_jws,
 )
 from ._errors import APIError
+from ._escalation import (
+    breakdown_rule,
+    compact_rules,
+    compact_string,
+    confirm_no_escalation,
+    covers,
+    escalation_message,
+    rule_covers,
+)
 from ._jose import load_signing_key
 from ._policy import default_rbac_objects
 from ._rbac import (
@@ -95,9 +104,15 @@ __all__ = [
     "UnionAuthorizer",
     "WebSocketProtocolAuthenticator",
     "X509Authenticator",
+    "breakdown_rule",
     "cluster_info_kubeconfig",
+    "compact_rules",
+    "compact_string",
+    "confirm_no_escalation",
+    "covers",
     "create_token_request",
     "default_rbac_objects",
+    "escalation_message",
     "forbidden_message",
     "forbidden_status",
     "handle_local_subject_access_review",
@@ -111,6 +126,7 @@ __all__ = [
     "parse_bootstrap_token",
     "parse_token_file",
     "rule_allows",
+    "rule_covers",
     "service_account_user",
     "sign_cluster_info",
     "user_info_json",

@@ -253,6 +253,22 @@ class RBACAuthorizer:
         """
         return [r for _, r, _ in self._visit(user, namespace) if r is not None]
 
+    def resolve(
+        self, user: UserInfo, namespace: str
+    ) -> tuple[list[PolicyRule], list[str]]:
+        """
+        L{rules_for} with the errors met on the way (bindings to missing
+        roles), as C{RulesFor} returns both.
+        """
+        rules: list[PolicyRule] = []
+        errors: list[str] = []
+        for _, rule, error in self._visit(user, namespace):
+            if error is not None:
+                errors.append(error)
+            elif rule is not None:
+                rules.append(rule)
+        return rules, errors
+
 
 def _first_applying(
     binding: dict[str, Any], user: UserInfo, namespace: str
