@@ -4,11 +4,20 @@ the parent cluster sees it.
 
 These are short-lived commands, so they call the C{kubernetes} client directly
 (there is no reactor to keep free).
+
+Both believe only each cluster's genuine ManagedCluster, as the hub does
+(L{clusternet.apis.sort_managed_clusters}): the one in the namespace the hub made
+for its cluster ID, read from the Namespaces labelled
+C{clusters.clusternet.io/dedicated-for} and the ClusterRegistrationRequests.
+ManagedClusters elsewhere are left out, each with a warning on stderr. A user who
+may not list namespaces still sees every ManagedCluster, but marked: a warning
+line, and a VERIFIED column that says C{no} on every row.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -16,7 +25,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from attrs import frozen
 
+from clusternet.apis import (
+    CLUSTERS_GROUP,
+    CLUSTERS_VERSION,
+    CRR_PLURAL,
+    DEDICATED_FOR_LABEL,
+    ForeignManagedCluster,
+    sort_managed_clusters,
+)
 from clusternet.cli import Command, CommandError, register
 
 __all__: list[str] = []
@@ -86,6 +104,123 @@ def _list_managed_clusters(api_client: Any) -> list[dict[str, Any]]:
         raise CommandError(f"cannot reach the parent: {e}") from None
     items: list[dict[str, Any]] = listed.get("items", [])
     return items
+
+
+class CannotVerify(Exception):
+    """
+    The user may not read what tells genuine ManagedClusters from the others.
+    """
+
+
+def _list_dedicated_namespaces(api_client: Any) -> list[dict[str, Any]]:
+    """
+    The Namespaces the hub made for clusters.
+
+    @raise CannotVerify: the user may not list namespaces.
+    """
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    api: Any = client.CoreV1Api(api_client)
+    try:
+        response = api.list_namespace(
+            label_selector=DEDICATED_FOR_LABEL, _preload_content=False
+        )
+        listed = json.loads(response.data)
+    except ApiException as e:
+        if e.status in (401, 403):
+            raise CannotVerify(
+                f"cannot list namespaces ({e.status} {e.reason})"
+            ) from None
+        raise CommandError(
+            f"listing namespaces failed: {e.status} {e.reason}"
+        ) from None
+    except ValueError as e:
+        raise CommandError(f"listing namespaces failed: {e}") from None
+    except Exception as e:
+        raise CommandError(f"cannot reach the parent: {e}") from None
+    items: list[dict[str, Any]] = listed.get("items") or []
+    return items
+
+
+def _list_registration_requests(api_client: Any) -> list[dict[str, Any]]:
+    """
+    The ClusterRegistrationRequests; none when the user may not read them
+    (then the namespaces' labels alone decide, which believes less, never more).
+    """
+    from kubernetes import client
+
+    api: Any = client.CustomObjectsApi(api_client)
+    try:
+        listed = api.list_cluster_custom_object(
+            CLUSTERS_GROUP, CLUSTERS_VERSION, CRR_PLURAL
+        )
+    except Exception:
+        return []
+    items: list[dict[str, Any]] = (listed or {}).get("items") or []
+    return items
+
+
+@frozen
+class FleetView:
+    """
+    The ManagedClusters to show.
+
+    @ivar clusters: the genuine ones; every one when not C{verified}.
+    @ivar ignored: the others, left out.
+    @ivar verified: whether C{clusters} were checked against the namespaces the
+        hub made; when not, C{why_not} says why.
+    """
+
+    clusters: list[dict[str, Any]]
+    ignored: tuple[ForeignManagedCluster, ...] = ()
+    verified: bool = True
+    why_not: str = ""
+
+
+def fleet_view(
+    clusters: list[dict[str, Any]],
+    namespaces: list[dict[str, Any]] | None,
+    requests: list[dict[str, Any]],
+) -> FleetView:
+    """
+    Keep the genuine ManagedClusters; with C{namespaces} C{None} (they could not
+    be read), keep them all, unverified.
+    """
+    if namespaces is None:
+        return FleetView(list(clusters), verified=False)
+    ownership = sort_managed_clusters(clusters, namespaces, requests)
+    return FleetView(list(ownership.genuine.values()), ownership.foreign)
+
+
+def read_fleet(api_client: Any) -> FleetView:
+    clusters = _list_managed_clusters(api_client)
+    try:
+        namespaces = _list_dedicated_namespaces(api_client)
+    except CannotVerify as e:
+        return FleetView(clusters, verified=False, why_not=str(e))
+    return fleet_view(clusters, namespaces, _list_registration_requests(api_client))
+
+
+def warn_about(view: FleetView) -> None:
+    """
+    Say on stderr what was left out, or that nothing could be checked.
+    """
+    for foreign in view.ignored:
+        print(
+            f"Warning: ignoring ManagedCluster {foreign.namespace}/{foreign.name}, "
+            f"which claims cluster {foreign.cluster_id or '(none)'}: "
+            f"{foreign.reason}",
+            file=sys.stderr,
+        )
+    if not view.verified:
+        print(
+            f"Warning: {view.why_not or 'cannot list namespaces'}: these "
+            "ManagedClusters are not checked against the namespaces the hub made "
+            "for their clusters, and any of them may be forged (VERIFIED no); "
+            "ask for list on namespaces to see only the genuine ones",
+            file=sys.stderr,
+        )
 
 
 def _cluster_name(mcls: dict[str, Any]) -> str:
@@ -212,9 +347,10 @@ def _configure_kubeconfig(parser: argparse.ArgumentParser) -> None:
 def _run_kubeconfig(args: argparse.Namespace) -> int:
     path = _kubeconfig_path(args.kubeconfig)
     parent = _load_kubeconfig(path)
-    mcls = resolve_cluster(
-        _list_managed_clusters(_api_client(path, args.context)), args.cluster
-    )
+    view = read_fleet(_api_client(path, args.context))
+    if not view.verified:
+        warn_about(view)
+    mcls = resolve_cluster(view.clusters, args.cluster)
     cluster_id = (mcls.get("spec") or {}).get("clusterId") or ""
     if not cluster_id:
         raise CommandError(f"cluster {args.cluster!r} has no spec.clusterId yet")
@@ -278,8 +414,15 @@ def _sockets(api_client: Any) -> dict[str, dict[str, Any]]:
 
 
 def cluster_rows(
-    clusters: list[dict[str, Any]], sockets: dict[str, dict[str, Any]], now: float
+    clusters: list[dict[str, Any]],
+    sockets: dict[str, dict[str, Any]],
+    now: float,
+    verified: bool = True,
 ) -> list[list[str]]:
+    """
+    One row per ManagedCluster; unless C{verified}, with a last column
+    VERIFIED saying C{no}.
+    """
     rows = []
     for mcls in sorted(clusters, key=_cluster_name):
         status = mcls.get("status") or {}
@@ -300,6 +443,7 @@ def cluster_rows(
                 status.get("platform") or "-",
                 _age(status.get("lastObservedTime"), now),
                 since,
+                *([] if verified else ["no"]),
             ]
         )
     return rows
@@ -328,7 +472,8 @@ def _configure_get(parser: argparse.ArgumentParser) -> None:
 
 def _run_get(args: argparse.Namespace) -> int:
     api_client = _api_client(_kubeconfig_path(args.kubeconfig), args.context)
-    clusters = _list_managed_clusters(api_client)
+    view = read_fleet(api_client)
+    warn_about(view)
     header = [
         "NAME",
         "CLUSTER-ID",
@@ -338,11 +483,15 @@ def _run_get(args: argparse.Namespace) -> int:
         "PLATFORM",
         "HEARTBEAT",
         "TUNNEL",
+        *([] if view.verified else ["VERIFIED"]),
     ]
-    if not clusters:
+    if not view.clusters:
         print("No clusters registered.", file=sys.stderr)
         return 0
-    _print_table(header, cluster_rows(clusters, _sockets(api_client), time.time()))
+    _print_table(
+        header,
+        cluster_rows(view.clusters, _sockets(api_client), time.time(), view.verified),
+    )
     return 0
 
 

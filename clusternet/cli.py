@@ -101,7 +101,11 @@ def _load_commands() -> None:
     """
     Import the modules that contribute subcommands.
     """
-    for module in ("clusternet._cli_fleet", "clusternet.sandbox._cli"):
+    for module in (
+        "clusternet._cli_fleet",
+        "clusternet._cli_approval",
+        "clusternet.sandbox._cli",
+    ):
         try:
             __import__(module)
         except ModuleNotFoundError as e:

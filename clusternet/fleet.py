@@ -43,7 +43,6 @@ from typing import Any, TextIO
 import yaml
 from attrs import define
 
-from clusternet import pki
 from clusternet.apis import (
     EDGE_SYSTEM_NAMESPACE,
     HUB_NAMESPACE,
@@ -253,6 +252,7 @@ class Fleet:
     @param agent_args: more flags for every agent (a later flag wins).
     @param agent_args_for: more flags for the agent of one child, asked once
         that child is set up and before its agent starts.
+    @param hub_args: more flags for the hub (a later flag wins).
     """
 
     def __init__(
@@ -269,6 +269,7 @@ class Fleet:
         child_prefix: Callable[[str], Sequence[str]] | None = None,
         agent_args: Sequence[str] = (),
         agent_args_for: Callable[[Fleet, Cluster], Sequence[str]] | None = None,
+        hub_args: Sequence[str] = (),
     ) -> None:
         if children < 1:
             raise FleetError("--children must be at least 1")
@@ -284,6 +285,7 @@ class Fleet:
         self._child_prefix = child_prefix or (lambda name: ())
         self._agent_args = tuple(agent_args)
         self._agent_args_for = agent_args_for
+        self._hub_args = tuple(hub_args)
         self._hub_argv: list[str] = []
         self._agent_argv: dict[str, list[str]] = {}
         self.processes: list[_Process] = []
@@ -501,29 +503,11 @@ class Fleet:
         token, and a token for the hub's ServiceAccount.
         """
         assert self.parent is not None
-        hub_ca = pki.make_ca("clusternet-demo-hub-ca")
-        hub_cert = pki.issue_certificate(
-            hub_ca,
-            "clusternet-hub",
-            # The aggregator verifies the name <service>.<namespace>.svc.
-            hosts=sorted(
-                {
-                    "localhost",
-                    "127.0.0.1",
-                    self.hub_host,
-                    f"clusternet-hub.{HUB_NAMESPACE}.svc",
-                }
-            ),
-            server=True,
-        )
-        (self.data_dir / "hub.crt").write_bytes(hub_cert.certificate_pem)
-        (self.data_dir / "hub-ca.crt").write_bytes(hub_ca.certificate_pem)
-        key = self.data_dir / "hub.key"
-        key.write_bytes(hub_cert.key_pem)
-        key.chmod(0o600)
+        # The hub makes its serving CA itself (in a Secret) and puts it in the
+        # APIService's caBundle: the parent verifies it as in a cluster.
         self.hub_port = _free_port()
         objects = [
-            self._local_hub(o, hub_ca.certificate_pem)
+            self._local_hub(o)
             for o in shipped_objects("deploy/hub")
             if not _in_cluster_only(o)
         ]
@@ -546,12 +530,12 @@ class Fleet:
             self.parent, HUB_NAMESPACE, HUB_ACCOUNT, "hub"
         )
 
-    def _local_hub(self, obj: dict[str, Any], ca_pem: bytes) -> dict[str, Any]:
+    def _local_hub(self, obj: dict[str, Any]) -> dict[str, Any]:
         """
         The shipped hub Service and APIService, for a hub on this machine: the
         Service is an ExternalName for C{hub_host} (a real API server refuses
-        Endpoints with loopback addresses), and the APIService verifies the
-        hub's certificate with C{caBundle}.
+        Endpoints with loopback addresses), and the APIService points at its
+        port; the hub sets its C{caBundle} itself.
         """
         if obj["kind"] == "Service" and obj["metadata"]["name"] == HUB_ACCOUNT:
             return {
@@ -567,7 +551,6 @@ class Fleet:
         if obj["kind"] == "APIService":
             spec = dict(obj["spec"])
             spec.pop("insecureSkipTLSVerify", None)
-            spec["caBundle"] = base64.b64encode(ca_pem).decode()
             spec["service"] = dict(spec["service"], port=self.hub_port)
             return dict(obj, spec=spec)
         return obj
@@ -735,14 +718,21 @@ class Fleet:
                 if self.hub_host in ("localhost", "127.0.0.1")
                 else "0.0.0.0"  # noqa: S104 - a hub a remote parent must reach
             ),
-            f"--tls-cert-file={self.data_dir / 'hub.crt'}",
-            f"--tls-private-key-file={self.data_dir / 'hub.key'}",
+            # The hub's own serving certificate also names the addresses
+            # this machine reaches it at.
+            "--tls-san=" + ",".join(sorted({"localhost", "127.0.0.1", self.hub_host})),
             f"--cluster-lease-grace-period={self.lease_grace}",
             # Request-header trust comes from the parent's
             # kube-system/extension-apiserver-authentication ConfigMap, as from
             # a real parent.
+            *self._hub_args,
         ]
         self.restart_hub()
+        # The CA the hub made (and the parent now trusts), for whoever talks
+        # to the hub directly.
+        secret = f"--namespace={HUB_NAMESPACE}", "secret/clusternet-hub-serving"
+        ca = self.parent_kubectl("get", *secret, "-o", "jsonpath={.data.ca\\.crt}")
+        (self.data_dir / "hub-ca.crt").write_bytes(base64.b64decode(ca))
 
     def restart_hub(self) -> None:
         """

@@ -246,6 +246,13 @@ class AgentOptions(ClusternetOptions):
             "besides the child API server (wildcards, CIDRs and port ranges: "
             "*.svc:443, 10.0.0.0/8:8000-8100).",
         ],
+        [
+            "credential-check-frequency",
+            None,
+            "30s",
+            "How often the agent reads its registration request for the next token "
+            "the hub sealed to its key.",
+        ],
         ["kube-threads", None, "10", "Threads for calls to the API servers."],
         ["tunnel-queue", None, "auto", TUNNEL_QUEUE_HELP],
         [
@@ -272,6 +279,7 @@ class AgentOptions(ClusternetOptions):
         "cluster-type": coerce_choice(*CLUSTER_TYPES),
         "cluster-status-collect-frequency": coerce_duration,
         "cluster-status-update-frequency": coerce_duration,
+        "credential-check-frequency": coerce_duration,
         "leader-elect": coerce_bool,
         "lease-duration": coerce_duration,
         "renew-deadline": coerce_duration,
@@ -291,6 +299,7 @@ class AgentOptions(ClusternetOptions):
         for flag in (
             "cluster-status-collect-frequency",
             "cluster-status-update-frequency",
+            "credential-check-frequency",
             "lease-duration",
             "renew-deadline",
             "retry-period",

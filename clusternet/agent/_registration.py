@@ -6,13 +6,22 @@ The agent's registration with the parent, as a state machine on the reactor.
     and its token still works (a GET of our ClusterRegistrationRequest with it), use
     it: no new request, no new namespace.
  3. Else decide how to trust the parent (L{clusternet.agent._bootstrap}), and with
-    the bootstrap token create the request C{clusternet-<id>} (or reuse the one that
-    exists), then poll it with capped, jittered backoff until the hub answers:
+    the bootstrap token create the request C{clusternet-<id>} with the agent's
+    public key (or reuse the one that exists, if it names the same key), then
+    poll it with capped, jittered backoff until the hub answers:
     C{Approved} stores the credentials in C{parent-cluster} and returns them;
     C{Denied} logs one clear error and stops (L{RegistrationDenied}); C{Failed},
     a refused or expired bootstrap token (401/403) or an unreachable parent are
     logged and retried with backoff, so an operator can fix things without
     restarting the agent.
+
+The agent's key: an X25519 key pair made on first registration and kept in
+C{parent-cluster} (C{agent.key}) before the request is created, so a restart
+while the request waits keeps the same key. The hub seals each token it issues
+to the public key; the agent opens it (L{clusternet.sealing}), and accepts the
+approval only when the dedicated namespace it names carries the hub's label for
+this cluster ID. A request for this cluster ID made with another key gets this
+agent nothing: it says so and waits for an operator to delete that request.
 
 Every call goes through L{IKubeAPI}; nothing here blocks the reactor.
 """
@@ -26,6 +35,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 from attrs import field, frozen
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
@@ -42,8 +52,10 @@ from clusternet.apis import (
     CLUSTER_NAME_PREFIX,
     CLUSTER_TYPE_EDGE_SELF_PROVISIONED,
     CREDENTIALS_AUTO,
+    DEDICATED_FOR_LABEL,
     EDGE_SYSTEM_NAMESPACE,
     PARENT_SECRET_CA_KEY,
+    PARENT_SECRET_KEY_KEY,
     PARENT_SECRET_NAME,
     PARENT_SECRET_NAMESPACE_KEY,
     PARENT_SECRET_TOKEN_KEY,
@@ -63,7 +75,7 @@ from clusternet.apis import (
     validate_cluster_name,
 )
 from clusternet.kube._client import KubeClient
-from clusternet.kube._config import api_client_for_token
+from clusternet.kube._config import ITokenSource, MutableToken, api_client_for_token
 from clusternet.kube._errors import (
     AlreadyExists,
     Conflict,
@@ -73,7 +85,21 @@ from clusternet.kube._errors import (
     Unauthorized,
 )
 from clusternet.kube._interfaces import IKubeAPI
-from clusternet.kube._resources import CLUSTER_REGISTRATION_REQUESTS, SECRETS
+from clusternet.kube._resources import (
+    CLUSTER_REGISTRATION_REQUESTS,
+    NAMESPACES,
+    SECRETS,
+)
+from clusternet.sealing import (
+    SealingError,
+    fingerprint,
+    generate_key,
+    load_private_key,
+    open_sealed,
+    private_key_pem,
+    public_key_pem,
+    sealing_context,
+)
 
 __all__ = [
     "ParentAPIFactory",
@@ -89,7 +115,7 @@ __all__ = [
 Obj = dict[str, Any]
 _T = TypeVar("_T")
 
-ParentAPIFactory = Callable[[str, bytes | None, bool], IKubeAPI]
+ParentAPIFactory = Callable[[str | ITokenSource, bytes | None, bool], IKubeAPI]
 """
 C{(token, ca_pem, insecure_skip_tls_verify) -> IKubeAPI} of the parent.
 """
@@ -118,18 +144,24 @@ class RegistrationDenied(RegistrationError):
 @frozen
 class ParentCredentials:
     """
-    What the parent granted: the dedicated namespace and a token for it.
-    The token is never in C{repr}.
+    What the parent granted: the dedicated namespace and a token for it, which
+    the hub replaces before it expires (L{source} holds the current one; the
+    agent's key, L{key}, opens the next). Neither is ever in C{repr}.
     """
 
     parent_url: str
     ca_pem: bytes | None = field(repr=False)
-    token: str = field(repr=False)
+    source: MutableToken = field(repr=False, eq=False)
     namespace: str
     cluster_id: str
     cluster_name: str
     managed_cluster_name: str
     insecure_skip_tls_verify: bool = False
+    key: X25519PrivateKey | None = field(default=None, repr=False, eq=False)
+
+    @property
+    def token(self) -> str:
+        return self.source.current() or ""
 
 
 @frozen
@@ -210,6 +242,37 @@ class _Stored:
     token: str = field(repr=False)
     namespace: str
     cluster_name: str | None
+
+
+def _stored_key(secret: Mapping[str, Any]) -> X25519PrivateKey | None:
+    pem = _decode_data(secret, PARENT_SECRET_KEY_KEY)
+    if not pem:
+        return None
+    try:
+        return load_private_key(pem)
+    except SealingError:
+        return None
+
+
+def open_token(key: X25519PrivateKey, crr: Obj, cluster_id: str) -> str | None:
+    """
+    The token sealed in C{crr}'s status for C{key}; C{None} when there is none
+    or it is not for this key and request.
+    """
+    sealed = (crr.get("status") or {}).get("sealedToken")
+    if not isinstance(sealed, str) or not sealed:
+        return None
+    uid = str((crr.get("metadata") or {}).get("uid") or "")
+    try:
+        token = open_sealed(key, sealed, sealing_context(cluster_id, uid))
+        return token.decode("ascii").strip() or None
+    except (SealingError, UnicodeDecodeError):
+        return None
+
+
+def _spec_key(crr: Obj) -> str:
+    key = (crr.get("spec") or {}).get("publicKey")
+    return key.strip() if isinstance(key, str) else ""
 
 
 def _stored_credentials(secret: Mapping[str, Any]) -> _Stored | None:
@@ -293,6 +356,8 @@ class Registration:
         self._retry = retry if retry is not None else RetryBackoff(1.0, 60.0, 2.0, 0.5)
         self.cluster_id: str | None = None
         self.attempts = 0
+        self.key: X25519PrivateKey | None = None
+        self._stored_secret: Obj | None = None
 
     def __repr__(self) -> str:
         return f"<Registration with {self.parent_url} cluster {self.cluster_id}>"
@@ -339,6 +404,7 @@ class Registration:
             f"Reading {self.namespace}/{self.parent_secret} in the child",
             self._read_stored,
         )
+        await self._ensure_key()
         name_hint: str | None = None
         if stored is not None:
             name_hint = stored.cluster_name
@@ -384,7 +450,11 @@ class Registration:
             secret = await self._child.get(SECRETS, self.parent_secret, self.namespace)
         except NotFound:
             return None
+        self._stored_secret = secret
+        self.key = _stored_key(secret)
         stored = _stored_credentials(secret)
+        if stored is None and self.key is not None:
+            return None  # the key alone: a registration waiting for approval
         if stored is None:
             self._log.warn(
                 "{namespace}/{name} lacks parent-url, token or namespace: ignoring it",
@@ -392,6 +462,33 @@ class Registration:
                 name=self.parent_secret,
             )
         return stored
+
+    @property
+    def public_key(self) -> str:
+        assert self.key is not None
+        return public_key_pem(self.key)
+
+    async def _ensure_key(self) -> None:
+        """
+        This agent's key: the stored one, or a new one stored before anything
+        is sent to the parent (a restart must not change it).
+        """
+        if self.key is not None:
+            return
+        self.key = generate_key()
+        await self._retrying(
+            f"Storing the agent's key in {self.namespace}/{self.parent_secret}",
+            lambda: self._write_secret({PARENT_SECRET_KEY_KEY: self._key_data()}, {}),
+        )
+        self._log.info(
+            "Made this agent's key {fingerprint}: the parent's credentials will be "
+            "sealed to it",
+            fingerprint=fingerprint(self.public_key),
+        )
+
+    def _key_data(self) -> str:
+        assert self.key is not None
+        return _b64(private_key_pem(self.key))
 
     async def _reuse(
         self, stored: _Stored, cluster_id: str
@@ -431,6 +528,15 @@ class Registration:
                     delay=delay,
                 )
             await self._sleep(delay)
+        if _spec_key(crr) != self.public_key.strip():
+            self._log.warn(
+                "{crr} in the parent names another key than this agent's: "
+                "registering again",
+                crr=name,
+            )
+            return None
+        assert self.key is not None
+        token = open_token(self.key, crr, cluster_id) or stored.token
         status = crr.get("status") or {}
         labels = (crr.get("metadata") or {}).get("labels") or {}
         cluster_name = (
@@ -442,7 +548,8 @@ class Registration:
         credentials = ParentCredentials(
             parent_url=self.parent_url,
             ca_pem=stored.ca_pem,
-            token=stored.token,
+            source=MutableToken(token),
+            key=self.key,
             namespace=stored.namespace,
             cluster_id=cluster_id,
             cluster_name=str(cluster_name),
@@ -495,7 +602,7 @@ class Registration:
             pass
         cluster_name = self._name_for(None, name_hint)
         body = ClusterRegistrationRequest.new(
-            cluster_id, cluster_name, self.cluster_type
+            cluster_id, cluster_name, self.cluster_type, self.public_key
         ).to_dict()
         try:
             created = await parent.create(CLUSTER_REGISTRATION_REQUESTS, body)
@@ -587,27 +694,48 @@ class Registration:
                 f"the parent failed to approve {name}: "
                 f"{status.error_message or '(no reason given)'}",
             )
+        if _spec_key(crr) != self.public_key.strip():
+            theirs = _spec_key(crr)
+            try:
+                other = fingerprint(theirs) if theirs else "no key"
+            except SealingError:
+                other = "a malformed key"
+            return (
+                "error",
+                f"cluster {cluster_id} is registered in the parent with another key "
+                f"({other}; this agent's is {fingerprint(self.public_key)}): it gets "
+                "nothing from that request. If this cluster was re-installed, an "
+                f"operator deletes the old request (kubectl delete clsrr {name}) "
+                "and this agent registers again",
+            )
         if status.result != RESULT_APPROVED:
             return ("pending", f"{name} is pending approval")
-        if not status.token or not status.dedicated_namespace:
-            return ("pending", f"{name} is approved but its credentials are not set")
-        try:
-            token = status.token.decode("ascii").strip()
-        except UnicodeDecodeError:
-            return ("error", f"the token in {name} is not text")
+        assert self.key is not None
+        token = open_token(self.key, crr, cluster_id)
+        if token is None or not status.dedicated_namespace:
+            return (
+                "pending",
+                f"{name} is approved but holds no credentials sealed to this agent",
+            )
         cluster_name = self._name_for(crr, name_hint)
-        ca = status.ca_certificate or trust.ca_pem
+        # The CA verified while bootstrapping wins over what the status says.
+        ca = trust.ca_pem or status.ca_certificate or None
+        insecure = trust.insecure_skip_tls_verify and not status.ca_certificate
+        problem = await self._check_namespace(
+            token, ca, insecure, status.dedicated_namespace, cluster_id
+        )
+        if problem is not None:
+            return ("error", problem)
         credentials = ParentCredentials(
             parent_url=self.parent_url,
             ca_pem=ca,
-            token=token,
+            source=MutableToken(token),
+            key=self.key,
             namespace=status.dedicated_namespace,
             cluster_id=cluster_id,
             cluster_name=cluster_name,
             managed_cluster_name=status.managed_cluster_name or cluster_name,
-            insecure_skip_tls_verify=(
-                trust.insecure_skip_tls_verify and not status.ca_certificate
-            ),
+            insecure_skip_tls_verify=insecure,
         )
         self._log.info(
             "Registered: cluster {cluster} ({name}) approved, namespace {namespace}",
@@ -617,6 +745,42 @@ class Registration:
         )
         await self._store(credentials)
         return credentials
+
+    async def _check_namespace(
+        self,
+        token: str,
+        ca: bytes | None,
+        insecure: bool,
+        namespace: str,
+        cluster_id: str,
+    ) -> str | None:
+        """
+        Why the dedicated namespace named in the status is not one to accept
+        (the hub labels the namespaces it makes with the cluster ID); C{None}
+        when it is.
+        """
+        parent = self._parent_api(token, ca, insecure)
+        try:
+            found = await parent.get(NAMESPACES, namespace)
+        except (Forbidden, NotFound) as e:
+            return (
+                f"the approval names namespace {namespace!r}, which this cluster's "
+                f"credentials cannot read ({e.status}): not accepting it"
+            )
+        labels = (found.get("metadata") or {}).get("labels") or {}
+        if labels.get(DEDICATED_FOR_LABEL) != cluster_id:
+            return (
+                f"the approval names namespace {namespace!r}, which the hub did not "
+                f"make for cluster {cluster_id}: not accepting it"
+            )
+        return None
+
+    async def store_token(self, credentials: ParentCredentials) -> None:
+        """
+        Keep the current token of C{credentials} in the child (after the hub
+        issued the next one).
+        """
+        await self._store(credentials)
 
     async def _store(self, credentials: ParentCredentials) -> None:
         """
@@ -629,12 +793,25 @@ class Registration:
             PARENT_SECRET_TOKEN_KEY: _b64(credentials.token.encode("ascii")),
             PARENT_SECRET_NAMESPACE_KEY: _b64(credentials.namespace.encode("utf-8")),
             PARENT_SECRET_URL_KEY: _b64(credentials.parent_url.encode("utf-8")),
+            PARENT_SECRET_KEY_KEY: self._key_data(),
         }
         labels = {
             BOOTSTRAPPING_LABEL: CREDENTIALS_AUTO,
             CLUSTER_ID_LABEL: credentials.cluster_id,
             CLUSTER_NAME_LABEL: credentials.cluster_name,
         }
+        try:
+            await self._write_secret(data, labels)
+        except KubeError as e:
+            self._log.error(
+                "Could not store the credentials in {namespace}/{name}: {error}; "
+                "the next start will fetch them from the parent again",
+                namespace=self.namespace,
+                name=self.parent_secret,
+                error=str(e),
+            )
+
+    async def _write_secret(self, data: dict[str, str], labels: dict[str, str]) -> None:
         body: Obj = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -646,34 +823,26 @@ class Registration:
             },
             "data": data,
         }
-        try:
-            for _ in range(5):
-                try:
-                    await self._child.create(SECRETS, body, self.namespace)
-                    return
-                except AlreadyExists:
-                    pass
-                existing = await self._child.get(
-                    SECRETS, self.parent_secret, self.namespace
-                )
-                meta = dict(existing.get("metadata") or {})
-                meta["labels"] = {**(meta.get("labels") or {}), **labels}
-                updated = {**existing, "metadata": meta, "data": data, "type": "Opaque"}
-                updated.pop("stringData", None)
-                try:
-                    await self._child.update(SECRETS, updated, self.namespace)
-                    return
-                except (Conflict, NotFound):
-                    continue
-            raise KubeError(409, "Conflict", "the secret kept changing")
-        except KubeError as e:
-            self._log.error(
-                "Could not store the credentials in {namespace}/{name}: {error}; "
-                "the next start will fetch them from the parent again",
-                namespace=self.namespace,
-                name=self.parent_secret,
-                error=str(e),
+        for _ in range(5):
+            try:
+                await self._child.create(SECRETS, body, self.namespace)
+                return
+            except AlreadyExists:
+                pass
+            existing = await self._child.get(
+                SECRETS, self.parent_secret, self.namespace
             )
+            meta = dict(existing.get("metadata") or {})
+            meta["labels"] = {**(meta.get("labels") or {}), **labels}
+            merged = {**(existing.get("data") or {}), **data}
+            updated = {**existing, "metadata": meta, "data": merged, "type": "Opaque"}
+            updated.pop("stringData", None)
+            try:
+                await self._child.update(SECRETS, updated, self.namespace)
+                return
+            except (Conflict, NotFound):
+                continue
+        raise KubeError(409, "Conflict", "the secret kept changing")
 
 
 # --- production clients to the parent -------------------------------------------
@@ -692,9 +861,11 @@ class ParentClients(MultiService):
         self._reactor = reactor
         self.parent_url = parent_url
         self._threads = threads
-        self._clients: dict[tuple[str, bytes | None, bool], KubeClient] = {}
+        self._clients: dict[tuple[object, bytes | None, bool], KubeClient] = {}
 
-    def __call__(self, token: str, ca_pem: bytes | None, insecure: bool) -> KubeClient:
+    def __call__(
+        self, token: str | ITokenSource, ca_pem: bytes | None, insecure: bool
+    ) -> KubeClient:
         key = (token, ca_pem, insecure)
         client = self._clients.get(key)
         if client is None:
@@ -717,5 +888,5 @@ class ParentClients(MultiService):
 
     def for_credentials(self, credentials: ParentCredentials) -> KubeClient:
         return self(
-            credentials.token, credentials.ca_pem, credentials.insecure_skip_tls_verify
+            credentials.source, credentials.ca_pem, credentials.insecure_skip_tls_verify
         )

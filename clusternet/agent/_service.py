@@ -35,6 +35,7 @@ from clusternet._runtime import (
 from clusternet._web import StatusRoot
 from clusternet.agent._acceptor import AgentAcceptor
 from clusternet.agent._bootstrap import ParentTrustResolver, unverified_agent
+from clusternet.agent._credentials import CredentialRefresh
 from clusternet.agent._identity import IdentityPolicy
 from clusternet.agent._registration import (
     ParentClients,
@@ -237,6 +238,16 @@ class AgentWork(Service):
             update_frequency=options["cluster-status-update-frequency"],
         )
         reporting.setServiceParent(self._running_parts)
+        CredentialRefresh(
+            self._reactor,
+            credentials,
+            lambda token: self._parents(
+                token, credentials.ca_pem, credentials.insecure_skip_tls_verify
+            ),
+            token,
+            registration.store_token,
+            interval=options["credential-check-frequency"],
+        ).setServiceParent(self._running_parts)
         self.tunnel = ReconnectingTunnelClient(
             lambda: self._connect_tunnel(credentials),
             self._reactor,

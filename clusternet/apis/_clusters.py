@@ -221,12 +221,22 @@ class ClusterRegistrationRequestSpec:
         default=CLUSTER_TYPE_EDGE_SELF_PROVISIONED, validator=instance_of(str)
     )
     cluster_name: str = field(default="", validator=instance_of(str))
+    # The agent's X25519 public key (PEM): the parent's tokens for this cluster
+    # are sealed to it, so only that agent can use them.
+    public_key: str = field(default="", validator=instance_of(str))
 
     def errors(self) -> list[str]:
         """
         What is wrong with this spec, as the seed validates it; empty when valid.
         """
         errors = cluster_id_errors(self.cluster_id)
+        if self.public_key:
+            from clusternet.sealing import SealingError, load_public_key
+
+            try:
+                load_public_key(self.public_key)
+            except SealingError as e:
+                errors.append(f"spec.publicKey: {e}")
         if self.cluster_name:
             errors += cluster_name_errors(self.cluster_name)
         if self.cluster_type and self.cluster_type not in CLUSTER_TYPES:
@@ -242,6 +252,8 @@ class ClusterRegistrationRequestSpec:
             out["clusterType"] = self.cluster_type
         if self.cluster_name:
             out["clusterName"] = self.cluster_name
+        if self.public_key:
+            out["publicKey"] = self.public_key
         return out
 
     @classmethod
@@ -252,6 +264,7 @@ class ClusterRegistrationRequestSpec:
             cluster_id=get_str(data, "clusterId", path),
             cluster_type=get_str(data, "clusterType", path),
             cluster_name=get_str(data, "clusterName", path),
+            public_key=get_str(data, "publicKey", path),
         )
 
 
@@ -264,6 +277,10 @@ class ClusterRegistrationRequestStatus:
     # Secrets: never in repr (and so never in a log line by accident).
     token: bytes = field(default=b"", repr=False)
     ca_certificate: bytes = field(default=b"", repr=False)
+    # The cluster's parent token sealed to spec.publicKey (clusternet.sealing),
+    # and when that token expires (RFC 3339).
+    sealed_token: str = field(default="", repr=False)
+    token_expiration: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -280,6 +297,10 @@ class ClusterRegistrationRequestStatus:
             out["token"] = _b64(self.token)
         if self.ca_certificate:
             out["caCertificate"] = _b64(self.ca_certificate)
+        if self.sealed_token:
+            out["sealedToken"] = self.sealed_token
+        if self.token_expiration:
+            out["tokenExpirationTimestamp"] = self.token_expiration
         return out
 
     @classmethod
@@ -299,6 +320,8 @@ class ClusterRegistrationRequestStatus:
             managed_cluster_name=get_str(data, "managedClusterName", path),
             token=_get_bytes(data, "token", path),
             ca_certificate=_get_bytes(data, "caCertificate", path),
+            sealed_token=get_str(data, "sealedToken", path),
+            token_expiration=get_str(data, "tokenExpirationTimestamp", path),
         )
 
 
@@ -322,6 +345,7 @@ class ClusterRegistrationRequest:
         cluster_id: str,
         cluster_name: str,
         cluster_type: str = CLUSTER_TYPE_EDGE_SELF_PROVISIONED,
+        public_key: str = "",
     ) -> ClusterRegistrationRequest:
         """
         The request an agent creates, with the seed's name and labels.
@@ -345,6 +369,7 @@ class ClusterRegistrationRequest:
                 cluster_id=cluster_id,
                 cluster_type=cluster_type,
                 cluster_name=cluster_name,
+                public_key=public_key,
             ),
         )
 

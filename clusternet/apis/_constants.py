@@ -27,6 +27,7 @@ __all__ = [
     "CREDENTIALS_AUTO",
     "CRR_KIND",
     "CRR_PLURAL",
+    "DEDICATED_FOR_LABEL",
     "EDGE_SYSTEM_NAMESPACE",
     "HUB_NAME",
     "HUB_NAMESPACE",
@@ -35,6 +36,7 @@ __all__ = [
     "MANAGED_CLUSTER_ROLE",
     "NAME_PREFIX",
     "PARENT_SECRET_CA_KEY",
+    "PARENT_SECRET_KEY_KEY",
     "PARENT_SECRET_NAME",
     "PARENT_SECRET_NAMESPACE_KEY",
     "PARENT_SECRET_TOKEN_KEY",
@@ -52,8 +54,10 @@ __all__ = [
     "RESULT_DENIED",
     "RESULT_FAILED",
     "RESULT_PENDING",
+    "ROTATE_ANNOTATION",
     "SELF_CLUSTER_LEASE_NAME",
     "SOCKETS_RESOURCE",
+    "TOKEN_FOR_LABEL",
 ]
 
 # API groups.
@@ -76,6 +80,15 @@ CLUSTER_ID_LABEL = "clusters.clusternet.io/cluster-id"
 CLUSTER_NAME_LABEL = "clusters.clusternet.io/cluster-name"
 BOOTSTRAPPING_LABEL = "clusters.clusternet.io/bootstrapping"
 CREATED_BY_LABEL = "clusternet.io/created-by"
+# On the namespaces the hub makes: the cluster ID each is dedicated to (only the
+# hub sets it: the parent's users and clusters may not make namespaces).
+DEDICATED_FOR_LABEL = "clusters.clusternet.io/dedicated-for"
+# On the Secrets each parent token of a cluster is bound to (deleting one
+# revokes its token).
+TOKEN_FOR_LABEL = "clusters.clusternet.io/token-for"
+# On a ClusterRegistrationRequest: change its value to have the hub issue the
+# cluster a new token now (and revoke the one before).
+ROTATE_ANNOTATION = "clusters.clusternet.io/rotate-credentials"
 
 # Label values.
 CREDENTIALS_AUTO = "credentials-auto"
@@ -106,6 +119,8 @@ PARENT_SECRET_CA_KEY = "ca.crt"
 PARENT_SECRET_TOKEN_KEY = "token"
 PARENT_SECRET_NAMESPACE_KEY = "namespace"
 PARENT_SECRET_URL_KEY = "parent-url"
+# The agent's private key (X25519, PEM): the parent's tokens are sealed to it.
+PARENT_SECRET_KEY_KEY = "agent.key"
 
 # Cluster types and names.
 CLUSTER_TYPE_EDGE_SELF_PROVISIONED = "EdgeClusterSelfProvisioned"

@@ -133,6 +133,13 @@ def cluster_registration_request_crd() -> dict[str, Any]:
                 "pattern": CLUSTER_NAME_PATTERN,
             },
             "clusterType": _cluster_type(),
+            "publicKey": {
+                "description": "The agent's X25519 public key (PEM): the parent's "
+                "tokens for this cluster are sealed to it, so only that agent can "
+                "use them.",
+                "type": "string",
+                "maxLength": 1024,
+            },
         },
     }
     status = {
@@ -158,10 +165,23 @@ def cluster_registration_request_crd() -> dict[str, Any]:
                 "type": "string",
             },
             "token": {
-                "description": "Token of the cluster's service account in the "
-                "parent, set on approval.",
+                "description": "Unused (the seed's token in clear text, which any "
+                "reader of the request could use): always empty.",
                 "type": "string",
                 "format": "byte",
+            },
+            "sealedToken": {
+                "description": "The token of the cluster's service account in the "
+                "parent, sealed to spec.publicKey: only the agent holding the "
+                "private key can open it.",
+                "type": "string",
+                "maxLength": 16384,
+            },
+            "tokenExpirationTimestamp": {
+                "description": "When the sealed token expires; the hub issues the "
+                "next one before.",
+                "type": "string",
+                "format": "date-time",
             },
             "caCertificate": {
                 "description": "PEM CA bundle of the parent's API server.",

@@ -26,6 +26,11 @@ from clusternet.hub._proxying import ClusterProxy
 from clusternet.hub._registry import ClusterNotConnected, SocketRegistry, UnknownCluster
 from clusternet.hub._resource import HubResource
 from clusternet.hub._service import HubParts, make_hub_service
+from clusternet.hub._serving import (
+    CABundleInjector,
+    ServingCertificate,
+    ServingMaterial,
+)
 from clusternet.hub._tunnels import TunnelAttach
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "Approver",
     "AuthConfig",
     "Authenticator",
+    "CABundleInjector",
     "CachingAuthorizer",
     "ClusterHealth",
     "ClusterNotConnected",
@@ -44,6 +50,8 @@ __all__ = [
     "IAccessReviewer",
     "ITokenReviewer",
     "RequestAttributes",
+    "ServingCertificate",
+    "ServingMaterial",
     "SocketRegistry",
     "TunnelAttach",
     "Unauthorized",

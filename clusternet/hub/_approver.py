@@ -19,7 +19,6 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from clusternet.apis import (
@@ -31,8 +30,10 @@ from clusternet.apis import (
     CLUSTERS_GROUP,
     CREATED_BY_LABEL,
     CRR_PLURAL,
+    DEDICATED_FOR_LABEL,
     HUB_NAME,
     MANAGED_CLUSTER_KIND,
+    MANAGED_CLUSTER_PLURAL,
     MANAGED_CLUSTER_ROLE,
     NAME_PREFIX,
     PROXIES_GROUP,
@@ -40,12 +41,17 @@ from clusternet.apis import (
     RBAC_DEFAULTS,
     RESULT_APPROVED,
     RESULT_DENIED,
+    RESULT_PENDING,
+    ROTATE_ANNOTATION,
     SOCKETS_RESOURCE,
+    TOKEN_FOR_LABEL,
     ClusterRegistrationRequestSpec,
     InvalidObject,
     cluster_role_name,
     crr_name,
+    heartbeat_lease_name,
 )
+from clusternet.apis._time import parse_time
 from clusternet.kube._errors import AlreadyExists, KubeError, NotFound
 from clusternet.kube._interfaces import IKubeAPI
 from clusternet.kube._resources import (
@@ -60,8 +66,9 @@ from clusternet.kube._resources import (
     SERVICE_ACCOUNTS,
     Resource,
 )
+from clusternet.sealing import fingerprint, seal, sealing_context
 
-__all__ = ["ApprovalQueue", "Approver", "approval_objects"]
+__all__ = ["APPROVAL_POLICIES", "ApprovalQueue", "Approver", "approval_objects"]
 
 Obj = dict[str, Any]
 
@@ -92,16 +99,23 @@ def _rbac_meta(name: str, namespace: str | None, cluster_id: str | None) -> Obj:
 
 
 def approval_objects(
-    cluster_id: str, namespace: str, service_account: str
+    cluster_id: str, namespace: str, service_account: str, managed_cluster: str
 ) -> list[tuple[Resource, Obj]]:
     """
-    The RBAC objects an approved cluster gets, in the order they are ensured.
+    The RBAC objects an approved cluster gets, in the order they are ensured:
+    what its agent needs and nothing more (docs/rbac.md).
+
+    In its namespace: read its ManagedCluster and patch its status; make and
+    renew its heartbeat Lease. Cluster-wide: read its own registration request
+    (the next sealed token) and its own namespace (the agent checks the hub
+    made it), and attach its own tunnel.
     """
     rbac = "rbac.authorization.k8s.io"
     subject = [
         {"kind": "ServiceAccount", "name": service_account, "namespace": namespace}
     ]
     cluster_role = cluster_role_name(cluster_id)
+    lease = heartbeat_lease_name(cluster_id)
     return [
         (
             ROLES,
@@ -109,7 +123,31 @@ def approval_objects(
                 "apiVersion": f"{rbac}/v1",
                 "kind": "Role",
                 "metadata": _rbac_meta(MANAGED_CLUSTER_ROLE, namespace, None),
-                "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}],
+                "rules": [
+                    {
+                        "apiGroups": [CLUSTERS_GROUP],
+                        "resources": [MANAGED_CLUSTER_PLURAL],
+                        "resourceNames": [managed_cluster],
+                        "verbs": ["get"],
+                    },
+                    {
+                        "apiGroups": [CLUSTERS_GROUP],
+                        "resources": [f"{MANAGED_CLUSTER_PLURAL}/status"],
+                        "resourceNames": [managed_cluster],
+                        "verbs": ["patch"],
+                    },
+                    {
+                        "apiGroups": ["coordination.k8s.io"],
+                        "resources": ["leases"],
+                        "verbs": ["create"],
+                    },
+                    {
+                        "apiGroups": ["coordination.k8s.io"],
+                        "resources": ["leases"],
+                        "resourceNames": [lease],
+                        "verbs": ["get", "update"],
+                    },
+                ],
             },
         ),
         (
@@ -136,13 +174,20 @@ def approval_objects(
                     {
                         "apiGroups": [CLUSTERS_GROUP],
                         "resources": [CRR_PLURAL],
-                        "verbs": ["create", "get"],
+                        "resourceNames": [crr_name(cluster_id)],
+                        "verbs": ["get"],
+                    },
+                    {
+                        "apiGroups": [""],
+                        "resources": ["namespaces"],
+                        "resourceNames": [namespace],
+                        "verbs": ["get"],
                     },
                     {
                         "apiGroups": [PROXIES_GROUP],
                         "resources": [SOCKETS_RESOURCE],
                         "resourceNames": [cluster_id],
-                        "verbs": ["*"],
+                        "verbs": ["get", "create"],
                     },
                 ],
             },
@@ -164,6 +209,37 @@ def approval_objects(
     ]
 
 
+# Pod Security for the dedicated namespaces: nothing privileged runs there.
+POD_SECURITY = {
+    f"pod-security.kubernetes.io/{mode}": "restricted"
+    for mode in ("enforce", "audit", "warn")
+}
+GENERATION_ANNOTATION = "clusters.clusternet.io/token-generation"
+
+
+def _annotations(obj: Obj) -> dict[str, str]:
+    found = (obj.get("metadata") or {}).get("annotations") or {}
+    return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+
+
+def _generation(secret: Obj) -> int:
+    try:
+        return int(_annotations(secret).get(GENERATION_ANNOTATION, "0"))
+    except ValueError:
+        return 0
+
+
+def _seconds(text: object) -> float | None:
+    try:
+        return parse_time(text).timestamp() if isinstance(text, str) else None
+    except ValueError:
+        return None
+
+
+def _newest(secrets: list[Obj]) -> Obj | None:
+    return max(secrets, key=_generation, default=None)
+
+
 def _oldest(items: list[Obj]) -> Obj | None:
     if not items:
         return None
@@ -176,27 +252,69 @@ def _oldest(items: list[Obj]) -> Obj | None:
     )
 
 
+APPROVAL_POLICIES = ("auto", "manual")
+# What a request waiting for an operator says in its status.
+WAITING_MESSAGE = (
+    "waiting for an operator to approve it: clusternet approve {name} (or set "
+    "status.result to Approved with kubectl patch --subresource=status)"
+)
+# A token is replaced when less than this part of its lifetime is left.
+ROTATE_AT_REMAINING = 0.2
+
+
 class Approver:
     """
-    Converge one ClusterRegistrationRequest at a time.
+    Converge one ClusterRegistrationRequest at a time; keep the token of each
+    approved cluster fresh.
 
-    @param token_wait: how long to wait for the token controller to fill the
-        ServiceAccount's token Secret before giving up (the request is retried).
+    Credentials: the agent puts its X25519 public key in C{spec.publicKey}; the
+    hub requests a token for the cluster's ServiceAccount from the TokenRequest
+    API, bound to a Secret of the dedicated namespace (deleting it revokes the
+    token) and expiring after C{token_lifetime}, and writes it into the status
+    only sealed to that key (L{clusternet.sealing}): another cluster, a
+    bootstrap-token holder or a reader of the request cannot use it. Before it
+    expires the hub issues the next one, and revokes the one before.
+
+    Trust: an C{Approved} status is believed only when the namespace it names
+    is the one the hub made for that cluster ID (labelled
+    C{clusters.clusternet.io/dedicated-for}) and it holds a sealed token;
+    anything else is approved anew, overwriting what someone else wrote.
+
+    @param policy: C{auto} approves every valid request; C{manual} waits until
+        an operator sets C{status.result} to C{Approved} (only holders of
+        C{clusterregistrationrequests/status} may write it).
+    @param max_pending: requests waiting at once beyond which new ones are
+        denied; C{pending} counts them.
+    @param ca_pem: the parent's CA bundle written into the status.
     """
 
     _log = Logger()
 
     def __init__(
-        self, kube: IKubeAPI, clock: IReactorTime, token_wait: float = 30.0
+        self,
+        kube: IKubeAPI,
+        clock: IReactorTime,
+        policy: str = "auto",
+        token_lifetime: float = 24 * 3600.0,
+        max_pending: int = 100,
+        pending: Callable[[], int] | None = None,
+        ca_pem: bytes | None = None,
     ) -> None:
+        if policy not in APPROVAL_POLICIES:
+            raise ValueError(f"approval policy {policy!r}")
         self._kube = kube
         self._clock = clock
-        self._token_wait = token_wait
+        self._policy = policy
+        self._lifetime = token_lifetime
+        self._max_pending = max_pending
+        self._pending = pending if pending is not None else (lambda: 0)
+        self._ca_pem = ca_pem or b""
 
     async def approve(self, crr: Obj) -> None:
         name = crr["metadata"]["name"]
         status = crr.get("status") or {}
-        if status.get("result") in (RESULT_APPROVED, RESULT_DENIED):
+        result = status.get("result")
+        if result == RESULT_DENIED:
             return
         try:
             spec = ClusterRegistrationRequestSpec.from_dict(crr.get("spec") or {})
@@ -209,38 +327,249 @@ class Approver:
             problems.insert(
                 0, f"name {name!r} does not match spec.clusterId: expected {expected!r}"
             )
+        if not spec.public_key:
+            problems.append(
+                "spec.publicKey is missing: the parent's credentials are sealed to "
+                "the agent's key; upgrade the agent"
+            )
         if problems:
             await self._deny(name, "; ".join(problems))
             return
+        if result == RESULT_APPROVED:
+            namespace = await self._dedicated_namespace(spec.cluster_id)
+            if (
+                namespace is not None
+                and namespace == status.get("dedicatedNamespace")
+                and status.get("sealedToken")
+            ):
+                await self._keep_fresh(crr, spec, namespace)
+                return
+            if self._policy == "auto" or status.get("sealedToken"):
+                self._log.warn(
+                    "{crr} says Approved, but not as the hub wrote it (namespace "
+                    "{namespace!r} is not the one made for {cluster}): approving "
+                    "it anew",
+                    crr=name,
+                    namespace=status.get("dedicatedNamespace"),
+                    cluster=spec.cluster_id,
+                )
+        elif self._policy == "manual":
+            await self._wait_for_operator(name, status)
+            return
+        elif self._pending() > self._max_pending:
+            await self._deny(
+                name,
+                f"more than {self._max_pending} registration requests are waiting; "
+                "delete this one to try again later",
+            )
+            return
+        await self._approve(crr, spec)
+
+    async def _wait_for_operator(self, name: str, status: Obj) -> None:
+        message = WAITING_MESSAGE.format(name=name)
+        if status.get("result") == RESULT_PENDING and status.get("errorMessage") == (
+            message
+        ):
+            return
+        if self._pending() > self._max_pending:
+            await self._deny(
+                name,
+                f"more than {self._max_pending} registration requests are waiting "
+                "for an operator; delete this one to try again later",
+            )
+            return
+        self._log.info("{crr} waits for an operator's approval", crr=name)
+        await self._kube.patch(
+            CLUSTER_REGISTRATION_REQUESTS,
+            name,
+            {"status": {"result": RESULT_PENDING, "errorMessage": message}},
+            subresource="status",
+        )
+
+    async def _approve(self, crr: Obj, spec: ClusterRegistrationRequestSpec) -> None:
         cluster_id, cluster_name = spec.cluster_id, spec.cluster_name
         labels = _owned_labels(cluster_id, cluster_name)
         namespace = await self._ensure_namespace(cluster_id, labels)
         mcls = await self._ensure_managed_cluster(namespace, spec, labels)
         account = await self._ensure_service_account(namespace, cluster_id, labels)
-        for resource, body in approval_objects(cluster_id, namespace, account):
+        for resource, body in approval_objects(cluster_id, namespace, account, mcls):
             await self._ensure_rbac(resource, body)
-        token, ca = await self._token(namespace, account)
+        await self._issue(crr, spec, namespace, account, mcls, revoke_previous=True)
+        self._log.info(
+            "Approved cluster {cluster} ({name}): namespace {namespace}, key {key}",
+            cluster=cluster_id,
+            name=cluster_name,
+            namespace=namespace,
+            key=fingerprint(spec.public_key),
+        )
+
+    async def _keep_fresh(
+        self, crr: Obj, spec: ClusterRegistrationRequestSpec, namespace: str
+    ) -> None:
+        """
+        Issue the next token when the current one nears its end, or when an
+        operator asks by changing the rotate annotation (then the one before is
+        revoked at once).
+        """
+        status = crr.get("status") or {}
+        wanted = _annotations(crr).get(ROTATE_ANNOTATION, "")
+        current = _newest(await self._token_secrets(namespace, spec.cluster_id))
+        asked = current is not None and wanted != _annotations(current).get(
+            ROTATE_ANNOTATION, ""
+        )
+        expires = _seconds(status.get("tokenExpirationTimestamp"))
+        now = self._clock.seconds()
+        due = expires is None or expires - now < self._lifetime * ROTATE_AT_REMAINING
+        if not (asked or due or current is None):
+            return
+        account = crr_name(spec.cluster_id)
+        mcls = str(status.get("managedClusterName") or "")
+        await self._issue(crr, spec, namespace, account, mcls, revoke_previous=asked)
+        self._log.info(
+            "Issued cluster {cluster} a new token ({why})",
+            cluster=spec.cluster_id,
+            why="asked" if asked else "the last one was ending",
+        )
+
+    async def _issue(
+        self,
+        crr: Obj,
+        spec: ClusterRegistrationRequestSpec,
+        namespace: str,
+        account: str,
+        mcls: str,
+        revoke_previous: bool,
+    ) -> None:
+        """
+        Request a token bound to a new Secret, seal it to the agent's key, write
+        it into the status, then revoke the tokens before the previous one (or
+        the previous one too, with C{revoke_previous}).
+        """
+        cluster_id = spec.cluster_id
+        existing = await self._token_secrets(namespace, cluster_id)
+        generation = 1 + max((_generation(s) for s in existing), default=0)
+        secret = await self._kube.create(
+            SECRETS,
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": {
+                    "name": f"{account}-token-{generation}",
+                    "namespace": namespace,
+                    "labels": {
+                        CREATED_BY_LABEL: HUB_NAME,
+                        TOKEN_FOR_LABEL: cluster_id,
+                    },
+                    "annotations": {
+                        GENERATION_ANNOTATION: str(generation),
+                        ROTATE_ANNOTATION: _annotations(crr).get(ROTATE_ANNOTATION, ""),
+                    },
+                },
+            },
+            namespace,
+        )
+        request = await self._kube.create(
+            SERVICE_ACCOUNTS,
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {
+                    "expirationSeconds": int(self._lifetime),
+                    "boundObjectRef": {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "name": secret["metadata"]["name"],
+                        "uid": secret["metadata"].get("uid"),
+                    },
+                },
+            },
+            namespace,
+            name=account,
+            subresource="token",
+        )
+        token = str((request.get("status") or {}).get("token") or "")
+        if not token:
+            raise KubeError(0, "NoToken", f"no token for {namespace}/{account}")
+        context = sealing_context(cluster_id, str(crr["metadata"].get("uid") or ""))
+        sealed = seal(spec.public_key, token.encode("ascii"), context)
         await self._kube.patch(
             CLUSTER_REGISTRATION_REQUESTS,
-            name,
+            crr["metadata"]["name"],
             {
                 "status": {
                     "result": RESULT_APPROVED,
                     "errorMessage": "",
                     "dedicatedNamespace": namespace,
                     "managedClusterName": mcls,
-                    "token": base64.b64encode(token).decode("ascii"),
-                    "caCertificate": base64.b64encode(ca).decode("ascii"),
+                    "token": None,
+                    "sealedToken": sealed,
+                    "tokenExpirationTimestamp": (request.get("status") or {}).get(
+                        "expirationTimestamp"
+                    ),
+                    "caCertificate": base64.b64encode(self._ca_pem).decode("ascii"),
                 }
             },
             subresource="status",
         )
-        self._log.info(
-            "Approved cluster {cluster} ({name}): namespace {namespace}",
-            cluster=cluster_id,
-            name=cluster_name,
-            namespace=namespace,
+        keep = generation - (0 if revoke_previous else 1)
+        for old in existing:
+            if _generation(old) < keep:
+                await self._revoke(namespace, old)
+
+    async def _revoke(self, namespace: str, secret: Obj) -> None:
+        try:
+            await self._kube.delete(SECRETS, secret["metadata"]["name"], namespace)
+        except NotFound:
+            pass
+
+    async def revoke_all(self, crr: Obj) -> None:
+        """
+        The request is gone (an operator deleted it, say for a stolen edge
+        box): revoke every token issued for its cluster.
+        """
+        cluster_id = (crr.get("spec") or {}).get("clusterId")
+        if not isinstance(cluster_id, str) or not cluster_id:
+            return
+        namespace = await self._dedicated_namespace(cluster_id)
+        if namespace is None:
+            return
+        secrets = await self._token_secrets(namespace, cluster_id)
+        for secret in secrets:
+            await self._revoke(namespace, secret)
+        if secrets:
+            self._log.info(
+                "Revoked the {count} token(s) of cluster {cluster}: its request was "
+                "deleted",
+                count=len(secrets),
+                cluster=cluster_id,
+            )
+
+    async def _token_secrets(self, namespace: str, cluster_id: str) -> list[Obj]:
+        found = await self._kube.list(
+            SECRETS,
+            namespace,
+            label_selector=_selector(
+                {CREATED_BY_LABEL: HUB_NAME, TOKEN_FOR_LABEL: cluster_id}
+            ),
         )
+        return [s for s in found.get("items", []) if _generation(s) > 0]
+
+    async def _dedicated_namespace(self, cluster_id: str) -> str | None:
+        """
+        The namespace the hub made for C{cluster_id}, if any.
+        """
+        found = await self._kube.list(
+            NAMESPACES, label_selector=_selector({DEDICATED_FOR_LABEL: cluster_id})
+        )
+        existing = _oldest(
+            [
+                n
+                for n in found.get("items", [])
+                if not n["metadata"].get("deletionTimestamp")
+            ]
+        )
+        return None if existing is None else str(existing["metadata"]["name"])
 
     async def _deny(self, name: str, message: str) -> None:
         self._log.warn("Denied {crr}: {why}", crr=name, why=message)
@@ -252,28 +581,39 @@ class Approver:
         )
 
     async def _ensure_namespace(self, cluster_id: str, labels: dict[str, str]) -> str:
-        selector = _selector(
-            {CREATED_BY_LABEL: AGENT_NAME, CLUSTER_ID_LABEL: cluster_id}
-        )
-        found = await self._kube.list(NAMESPACES, label_selector=selector)
-        existing = _oldest(
-            [
-                n
-                for n in found.get("items", [])
-                if not n["metadata"].get("deletionTimestamp")
-            ]
-        )
-        if existing is not None:
-            return str(existing["metadata"]["name"])
-        created = await self._kube.create(
-            NAMESPACES,
-            {
-                "apiVersion": "v1",
-                "kind": "Namespace",
-                "metadata": {"generateName": NAME_PREFIX, "labels": labels},
-            },
-        )
-        return str(created["metadata"]["name"])
+        """
+        The cluster's dedicated namespace: found by the hub's label, or one the
+        seed's hub made (labelled then only with the cluster ID) given the
+        label, or made; with Pod Security C{restricted} either way.
+        """
+        wanted = {**labels, DEDICATED_FOR_LABEL: cluster_id, **POD_SECURITY}
+        existing = await self._dedicated_namespace(cluster_id)
+        if existing is None:
+            selector = _selector(
+                {CREATED_BY_LABEL: AGENT_NAME, CLUSTER_ID_LABEL: cluster_id}
+            )
+            found = await self._kube.list(NAMESPACES, label_selector=selector)
+            older = _oldest(
+                [
+                    n
+                    for n in found.get("items", [])
+                    if not n["metadata"].get("deletionTimestamp")
+                    and str(n["metadata"]["name"]).startswith(NAME_PREFIX)
+                ]
+            )
+            if older is None:
+                created = await self._kube.create(
+                    NAMESPACES,
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Namespace",
+                        "metadata": {"generateName": NAME_PREFIX, "labels": wanted},
+                    },
+                )
+                return str(created["metadata"]["name"])
+            existing = str(older["metadata"]["name"])
+        await self._kube.patch(NAMESPACES, existing, {"metadata": {"labels": wanted}})
+        return existing
 
     async def _ensure_managed_cluster(
         self,
@@ -307,38 +647,15 @@ class Approver:
         self, namespace: str, cluster_id: str, labels: dict[str, str]
     ) -> str:
         name = crr_name(cluster_id)
-        for resource, body in (
-            (
-                SERVICE_ACCOUNTS,
-                {
-                    "apiVersion": "v1",
-                    "kind": "ServiceAccount",
-                    "metadata": {
-                        "name": name,
-                        "namespace": namespace,
-                        "labels": labels,
-                    },
-                },
-            ),
-            (
-                SECRETS,
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "type": "kubernetes.io/service-account-token",
-                    "metadata": {
-                        "name": f"{name}-token",
-                        "namespace": namespace,
-                        "labels": labels,
-                        "annotations": {"kubernetes.io/service-account.name": name},
-                    },
-                },
-            ),
-        ):
-            try:
-                await self._kube.create(resource, body, namespace)
-            except AlreadyExists:
-                pass
+        body = {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        }
+        try:
+            await self._kube.create(SERVICE_ACCOUNTS, body, namespace)
+        except AlreadyExists:
+            pass
         return name
 
     async def _ensure_rbac(self, resource: Resource, body: Obj) -> None:
@@ -368,23 +685,6 @@ class Approver:
         updated = dict(existing)
         updated.update(wanted)
         await self._kube.update(resource, updated, namespace)
-
-    async def _token(self, namespace: str, account: str) -> tuple[bytes, bytes]:
-        deadline = self._clock.seconds() + self._token_wait
-        delay = 0.1
-        while True:
-            secret = await self._kube.get(SECRETS, f"{account}-token", namespace)
-            data = secret.get("data") or {}
-            if data.get("token") and data.get("ca.crt"):
-                return base64.b64decode(data["token"]), base64.b64decode(data["ca.crt"])
-            if self._clock.seconds() >= deadline:
-                raise KubeError(
-                    0,
-                    "Timeout",
-                    f"the token controller did not fill {namespace}/{account}-token",
-                )
-            await deferLater(self._clock, delay, lambda: None)
-            delay = min(delay * 2, 2.0)
 
 
 class ApprovalQueue:

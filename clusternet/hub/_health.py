@@ -24,6 +24,14 @@ was already dead is marked only one grace period later.
 The hub writes only when the condition's status or reason must change: no
 flapping, no write per check. A C{set[str]} of known cluster IDs (the hub's
 C{SocketRegistry.known}) can be kept current from the ManagedClusters.
+
+Only each cluster's genuine ManagedCluster counts, as
+L{clusternet.apis.judge_claims} decides from the dedicated namespaces (a
+Namespace informer on L{clusternet.apis.DEDICATED_FOR_LABEL}) and the
+registration requests: one that claims a cluster ID from outside the namespace
+the hub made for it is never checked, patched nor known, and is logged once
+(when it has been foreign for a whole check interval: the hub's own
+ManagedCluster may reach its informer before its Namespace does).
 """
 
 from __future__ import annotations
@@ -38,24 +46,37 @@ from twisted.logger import Logger
 
 from clusternet.apis import (
     CONDITION_READY,
+    DEDICATED_FOR_LABEL,
     NAME_PREFIX,
+    ForeignManagedCluster,
     InvalidObject,
     ManagedClusterStatus,
-    cluster_id_errors,
+    claimed_cluster_id,
+    cluster_id_from_crr_name,
+    crr_name,
+    dedicated_for,
     get_condition,
     heartbeat_lease_name,
+    judge_claims,
     now,
     set_condition,
 )
 from clusternet.kube._errors import Conflict, KubeError, NotFound
 from clusternet.kube._informer import EventHandler, Informer, object_key
 from clusternet.kube._interfaces import IKubeAPI
-from clusternet.kube._resources import LEASES, MANAGED_CLUSTERS
+from clusternet.kube._resources import (
+    CLUSTER_REGISTRATION_REQUESTS,
+    LEASES,
+    MANAGED_CLUSTERS,
+    NAMESPACES,
+)
 
 __all__ = [
+    "DEDICATED_NAMESPACE_SELECTOR",
     "DEFAULT_LEASE_FIELD_SELECTOR",
     "REASON_LEASE_EXPIRED",
     "ClusterHealth",
+    "dedicated_namespaces",
 ]
 
 REASON_LEASE_EXPIRED = "ClusterLeaseExpired"
@@ -63,16 +84,19 @@ REASON_READY = "ClusterReady"
 REASON_NOT_READY = "ClusterNotReady"
 # Every node renews a Lease in kube-node-lease every 10 s: not ours, not cached.
 DEFAULT_LEASE_FIELD_SELECTOR = "metadata.namespace!=kube-node-lease"
+# Only the namespaces the hub made for a cluster (the label exists).
+DEDICATED_NAMESPACE_SELECTOR = DEDICATED_FOR_LABEL
 
 Obj = dict[str, Any]
 Key = tuple[str, str]
 
 
-def _cluster_id(mc: Obj) -> str | None:
-    value = (mc.get("spec") or {}).get("clusterId")
-    if not isinstance(value, str) or cluster_id_errors(value):
-        return None
-    return value
+def dedicated_namespaces(clock: IReactorTime, api: IKubeAPI) -> Informer:
+    """
+    An informer on the Namespaces the hub made for clusters (those labelled
+    L{DEDICATED_FOR_LABEL}), for L{ClusterHealth}'s C{namespaces}.
+    """
+    return Informer(clock, api, NAMESPACES, label_selector=DEDICATED_NAMESPACE_SELECTOR)
 
 
 class ClusterHealth(MultiService):
@@ -84,13 +108,19 @@ class ClusterHealth(MultiService):
     @param api: the parent's API server.
     @param grace_period: C{--cluster-lease-grace-period} in seconds.
     @param check_interval: seconds between checks.
-    @param known: a set to keep filled with the cluster IDs of the
+    @param known: a set to keep filled with the cluster IDs of the genuine
         ManagedClusters (the hub's C{SocketRegistry.known}).
     @param clusters: an informer on ManagedClusters in all namespaces to share;
         one is made (and run by this service) when absent.
     @param leases: likewise for Leases.
+    @param namespaces: likewise for the Namespaces labelled
+        L{DEDICATED_FOR_LABEL} (selector L{DEDICATED_NAMESPACE_SELECTOR}).
+    @param requests: likewise for ClusterRegistrationRequests.
     @param lease_field_selector: the field selector of the Lease informer made
         here.
+
+    @ivar genuine: cluster ID -> (namespace, name) of its genuine
+        ManagedCluster, the only ones checked.
     """
 
     _log = Logger()
@@ -105,6 +135,8 @@ class ClusterHealth(MultiService):
         clusters: Informer | None = None,
         leases: Informer | None = None,
         lease_field_selector: str | None = DEFAULT_LEASE_FIELD_SELECTOR,
+        namespaces: Informer | None = None,
+        requests: Informer | None = None,
     ) -> None:
         super().__init__()
         if grace_period <= 0 or check_interval <= 0:
@@ -120,13 +152,31 @@ class ClusterHealth(MultiService):
         if leases is None:
             leases = Informer(clock, api, LEASES, field_selector=lease_field_selector)
             leases.setServiceParent(self)
+        if namespaces is None:
+            namespaces = dedicated_namespaces(clock, api)
+            namespaces.setServiceParent(self)
+        if requests is None:
+            requests = Informer(clock, api, CLUSTER_REGISTRATION_REQUESTS)
+            requests.setServiceParent(self)
         self.clusters = clusters
         self.leases = leases
+        self.namespaces = namespaces
+        self.requests = requests
         # (namespace, lease name) -> (renewTime, hub time it was seen to change)
         self._renewals: dict[Key, tuple[str, float]] = {}
-        # ManagedCluster key -> hub time it was first seen, and its cluster ID
+        # ManagedCluster key -> hub time it was first seen
         self._first_seen: dict[Key, float] = {}
-        self._ids: dict[Key, str] = {}
+        # ManagedCluster key <-> the cluster ID it claims
+        self._claimed: dict[Key, str] = {}
+        self._claims: dict[str, set[Key]] = {}
+        # Namespace name <-> the cluster ID it is labelled dedicated to
+        self._labelled: dict[str, str] = {}
+        self._dedicated: dict[str, set[str]] = {}
+        self.genuine: dict[str, Key] = {}
+        # foreign ManagedClusters: why, and since when; those logged, with the
+        # cluster ID they claimed
+        self._foreign: dict[Key, tuple[ForeignManagedCluster, float]] = {}
+        self._warned: dict[Key, str] = {}
         self._patching: set[Key] = set()
         self._loop: LoopingCall | None = None
         self.patches = 0
@@ -144,6 +194,22 @@ class ClusterHealth(MultiService):
                 delete=self._lease_gone,
             )
         )
+        namespaces.add_handler(
+            EventHandler(
+                add=self._namespace_seen,
+                update=lambda old, new: self._namespace_seen(new),
+                delete=self._namespace_gone,
+            )
+        )
+        requests.add_handler(
+            EventHandler(
+                add=self._request_seen,
+                update=lambda old, new: self._request_seen(new),
+                delete=self._request_seen,
+            )
+        )
+        for informer in (clusters, namespaces, requests):
+            informer.when_synced().addCallback(lambda _: self._judge_all())
 
     # --- Service ------------------------------------------------------------------
 
@@ -162,30 +228,146 @@ class ClusterHealth(MultiService):
         result: Deferred[None] = super().stopService()
         return result
 
+    # --- which ManagedCluster is genuine -------------------------------------------
+
+    @property
+    def _judging(self) -> bool:
+        return (
+            self.clusters.has_synced
+            and self.namespaces.has_synced
+            and self.requests.has_synced
+        )
+
+    def _judge_all(self) -> None:
+        if not self._judging:
+            return
+        for cluster_id in set(self._claims) | set(self._dedicated) | set(self.genuine):
+            self._judge(cluster_id)
+
+    def _judge(self, cluster_id: str | None) -> None:
+        """
+        Decide again which ManagedCluster claiming C{cluster_id} is genuine.
+        """
+        if cluster_id is None or not self._judging:
+            return
+        claims = [
+            mc
+            for namespace, name in sorted(self._claims.get(cluster_id, ()))
+            if (mc := self.clusters.store.get(name, namespace)) is not None
+        ]
+        namespaces = [
+            ns
+            for name in sorted(self._dedicated.get(cluster_id, ()))
+            if (ns := self.namespaces.store.get(name)) is not None
+        ]
+        request = self.requests.store.get(crr_name(cluster_id))
+        verdict = judge_claims(cluster_id, claims, namespaces, request)
+        mc = verdict.genuine.get(cluster_id)
+        if mc is not None:
+            key = object_key(mc)
+            self.genuine[cluster_id] = key
+            self.known.add(cluster_id)
+            self._absolve(key)
+        elif self.genuine.pop(cluster_id, None) is not None:
+            self.known.discard(cluster_id)
+        for foreign in verdict.foreign:
+            self._suspect(foreign)
+
+    def _suspect(self, foreign: ForeignManagedCluster) -> None:
+        key = (foreign.namespace, foreign.name)
+        previous = self._foreign.get(key)
+        since = self._clock.seconds()
+        if previous is not None and previous[0].cluster_id == foreign.cluster_id:
+            since = previous[1]
+        self._foreign[key] = (foreign, since)
+
+    def _absolve(self, key: Key) -> None:
+        self._foreign.pop(key, None)
+        self._warned.pop(key, None)
+
+    def _warn_foreign(self) -> None:
+        """
+        Log, once, each ManagedCluster foreign for a whole check interval: one
+        the hub just made is foreign for as long as its Namespace has not yet
+        reached the namespace informer, and must not be reported.
+        """
+        current_time = self._clock.seconds()
+        for key, (foreign, since) in sorted(self._foreign.items()):
+            if current_time - since < self.check_interval:
+                continue
+            if self._warned.get(key) == foreign.cluster_id:
+                continue
+            self._warned[key] = foreign.cluster_id
+            self._log.warn(
+                "Ignoring ManagedCluster {namespace}/{name}, which claims cluster "
+                "{cluster}: {reason}",
+                namespace=foreign.namespace,
+                name=foreign.name,
+                cluster=foreign.cluster_id,
+                reason=foreign.reason,
+            )
+
     # --- events --------------------------------------------------------------------
 
     def _cluster_seen(self, mc: Obj) -> None:
         key = object_key(mc)
         self._first_seen.setdefault(key, self._clock.seconds())
-        cluster_id = _cluster_id(mc)
-        old = self._ids.pop(key, None)
+        cluster_id = claimed_cluster_id(mc)
+        old = self._unclaim(key)
         if cluster_id is not None:
-            self._ids[key] = cluster_id
-            self.known.add(cluster_id)
-        if old is not None and old != cluster_id:
-            self._forget_id(old)
+            self._claimed[key] = cluster_id
+            self._claims.setdefault(cluster_id, set()).add(key)
+        else:
+            self._suspect(
+                ForeignManagedCluster.of(
+                    mc, "its spec.clusterId is missing or not a cluster ID"
+                )
+            )
+        if old != cluster_id:
+            self._judge(old)
+        self._judge(cluster_id)
 
     def _cluster_gone(self, mc: Obj) -> None:
         key = object_key(mc)
         self._first_seen.pop(key, None)
         self._patching.discard(key)
-        old = self._ids.pop(key, None)
-        if old is not None:
-            self._forget_id(old)
+        self._absolve(key)
+        self._judge(self._unclaim(key))
 
-    def _forget_id(self, cluster_id: str) -> None:
-        if cluster_id not in self._ids.values():
-            self.known.discard(cluster_id)
+    def _unclaim(self, key: Key) -> str | None:
+        old = self._claimed.pop(key, None)
+        if old is not None:
+            keys = self._claims.get(old, set())
+            keys.discard(key)
+            if not keys:
+                self._claims.pop(old, None)
+        return old
+
+    def _namespace_seen(self, namespace: Obj) -> None:
+        name = object_key(namespace)[1]
+        cluster_id = dedicated_for(namespace)
+        old = self._unlabel(name)
+        if cluster_id is not None:
+            self._labelled[name] = cluster_id
+            self._dedicated.setdefault(cluster_id, set()).add(name)
+        if old != cluster_id:
+            self._judge(old)
+        self._judge(cluster_id)
+
+    def _namespace_gone(self, namespace: Obj) -> None:
+        self._judge(self._unlabel(object_key(namespace)[1]))
+
+    def _unlabel(self, name: str) -> str | None:
+        old = self._labelled.pop(name, None)
+        if old is not None:
+            names = self._dedicated.get(old, set())
+            names.discard(name)
+            if not names:
+                self._dedicated.pop(old, None)
+        return old
+
+    def _request_seen(self, request: Obj) -> None:
+        self._judge(cluster_id_from_crr_name(object_key(request)[1]))
 
     def _lease_seen(self, lease: Obj) -> None:
         key = object_key(lease)
@@ -203,22 +385,25 @@ class ClusterHealth(MultiService):
 
     def check(self) -> Deferred[Any]:
         """
-        Check every ManagedCluster once; fires when the patches it made are done.
-        Does nothing until both informers have synced.
+        Check every genuine ManagedCluster once; fires when the patches it made
+        are done. Does nothing until the informers have synced.
         """
-        if not (self.clusters.has_synced and self.leases.has_synced):
+        if not (self._judging and self.leases.has_synced):
             return succeed(None)
+        self._warn_foreign()
         pending = []
-        for mc in self.clusters.store:
-            d = self._check_one(mc)
+        for cluster_id, (namespace, name) in sorted(self.genuine.items()):
+            mc = self.clusters.store.get(name, namespace)
+            if mc is None:
+                continue
+            d = self._check_one(mc, cluster_id)
             if d is not None:
                 pending.append(d)
         return DeferredList(pending, consumeErrors=True) if pending else succeed(None)
 
-    def _check_one(self, mc: Obj) -> Deferred[None] | None:
+    def _check_one(self, mc: Obj, cluster_id: str) -> Deferred[None] | None:
         key = object_key(mc)
-        cluster_id = self._ids.get(key)
-        if cluster_id is None or key in self._patching:
+        if key in self._patching:
             return None
         namespace, name = key
         lease_name = heartbeat_lease_name(cluster_id)

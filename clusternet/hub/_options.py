@@ -11,6 +11,8 @@ from twisted.python.usage import UsageError
 from clusternet._options import (
     TUNNEL_QUEUE_HELP,
     ClusternetOptions,
+    coerce_bool,
+    coerce_choice,
     coerce_duration,
     coerce_port,
     coerce_positive_int,
@@ -55,11 +57,49 @@ class HubOptions(ClusternetOptions):
             "tls-cert-file",
             None,
             None,
-            "Serving certificate (PEM, may carry the chain). A self-signed pair is "
-            "made in memory, with a warning, when this and --tls-private-key-file "
-            "are absent.",
+            "Serving certificate (PEM, may carry the chain). When this and "
+            "--tls-private-key-file are absent, the hub keeps a CA and a serving "
+            "certificate in the Secret --serving-secret of --namespace (made on "
+            "first start, renewed before it expires) and puts that CA in its "
+            "APIService's caBundle.",
         ],
         ["tls-private-key-file", None, None, "Private key of --tls-cert-file (PEM)."],
+        [
+            "namespace",
+            None,
+            None,
+            "Namespace of the hub's own objects (its serving Secret). The pod's "
+            "namespace in a cluster, else clusternet-system.",
+        ],
+        [
+            "serving-secret",
+            None,
+            "clusternet-hub-serving",
+            "Secret (type kubernetes.io/tls, with ca.crt and ca.key) holding the "
+            "hub's serving CA and certificate when --tls-cert-file is not given.",
+        ],
+        [
+            "apiservice-name",
+            None,
+            "v1alpha1.proxies.clusternet.io",
+            "The hub's APIService in the parent, whose caBundle the hub keeps.",
+        ],
+        [
+            "apiservice-ca-injection",
+            None,
+            "true",
+            "Keep the APIService's caBundle equal to the hub's CA (or "
+            "--apiservice-ca-file) and insecureSkipTLSVerify unset. false when "
+            "another tool (cert-manager's CA injector) sets caBundle.",
+        ],
+        [
+            "apiservice-ca-file",
+            None,
+            None,
+            "With --tls-cert-file or --listen: a CA bundle (PEM) to put in the "
+            "APIService's caBundle. Without it the hub leaves the APIService "
+            "alone when it is given a certificate.",
+        ],
         [
             "client-ca-file",
             None,
@@ -115,6 +155,27 @@ class HubOptions(ClusternetOptions):
             "reactor thread).",
         ],
         [
+            "cluster-approval",
+            None,
+            "auto",
+            "How registration requests are approved: auto (every valid request), or "
+            "manual (an operator approves each: clusternet approve <name>).",
+        ],
+        [
+            "max-pending-registrations",
+            None,
+            "100",
+            "Registration requests that may wait at once; newer ones are denied.",
+        ],
+        [
+            "cluster-token-lifetime",
+            None,
+            "24h",
+            "Lifetime of each parent token the hub issues a cluster (sealed to its "
+            "agent's key); the next one is issued when a fifth of it is left. At "
+            "least 10m.",
+        ],
+        [
             "cluster-lease-grace-period",
             None,
             "40s",
@@ -134,12 +195,31 @@ class HubOptions(ClusternetOptions):
         "secure-port": coerce_port,
         "kube-threads": coerce_positive_int,
         "cluster-lease-grace-period": coerce_duration,
+        "cluster-approval": coerce_choice("auto", "manual"),
+        "max-pending-registrations": coerce_positive_int,
+        "cluster-token-lifetime": coerce_duration,
         "shutdown-timeout": coerce_duration,
         "tunnel-queue": coerce_tunnel_queue,
+        "apiservice-ca-injection": coerce_bool,
     }
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["tls-san"] = []
+
+    def opt_tls_san(self, value: str) -> None:
+        """
+        Another DNS name or IP address for the serving certificate the hub
+        makes itself, besides clusternet-hub.<namespace>.svc[.cluster.local]
+        and clusternet-hub (repeatable, or comma-separated).
+        """
+        self["tls-san"].extend(v.strip() for v in value.split(",") if v.strip())
 
     def postOptions(self) -> None:
         super().postOptions()
+        if self["cluster-token-lifetime"] < 600:
+            # The TokenRequest API's minimum.
+            raise UsageError("--cluster-token-lifetime must be at least 10m")
         cert, key = self["tls-cert-file"], self["tls-private-key-file"]
         if bool(cert) != bool(key):
             raise UsageError(
@@ -151,12 +231,24 @@ class HubOptions(ClusternetOptions):
                 "--listen carries its own certificate (privateKey=/certKey=); do not "
                 "also give --tls-cert-file"
             )
+        own_certificate = bool(cert or self["listen"])
+        if own_certificate and self["tls-san"]:
+            raise UsageError(
+                "--tls-san names the certificate the hub makes itself; it does "
+                "not go with --tls-cert-file or --listen"
+            )
+        if self["apiservice-ca-file"] and not own_certificate:
+            raise UsageError(
+                "--apiservice-ca-file goes with --tls-cert-file or --listen: "
+                "without them the hub puts its own CA in the APIService"
+            )
         for flag in (
             "kubeconfig",
             "tls-cert-file",
             "tls-private-key-file",
             "client-ca-file",
             "requestheader-client-ca-file",
+            "apiservice-ca-file",
         ):
             require_readable_file(flag, self[flag])
         self["requestheader-allowed-names"] = [

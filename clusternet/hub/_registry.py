@@ -58,8 +58,11 @@ class SocketRegistry:
     """
     Tunnels by cluster ID, and the cluster IDs the parent knows.
 
-    @ivar known: cluster IDs of ManagedClusters in the parent, kept current by the
-        hub's informer; a cluster that ever attached counts as known too.
+    @ivar known: cluster IDs of the genuine ManagedClusters in the parent (each
+        in the namespace the hub made for its ID, L{clusternet.apis.judge_claims}),
+        kept current by the hub's L{ClusterHealth
+        <clusternet.hub._health.ClusterHealth>}; one claimed only from elsewhere
+        is not known. A cluster that ever attached counts as known too.
     """
 
     clock: IReactorTime
@@ -77,12 +80,26 @@ class SocketRegistry:
         )
         self.known.add(cluster_id)
         if previous is not None and previous.session is not session:
-            self._log.info(
-                "Tunnel for {cluster} replaced by a new attach from {peer}; "
-                "draining the old one",
-                cluster=cluster_id,
-                peer=peer,
-            )
+            old = previous.info
+            if (old.peer, old.user) != (peer, user):
+                # The same credential from elsewhere: an agent that moved, or
+                # a copy of its credentials in other hands.
+                self._log.warn(
+                    "Tunnel for {cluster} replaced by an attach from another peer: "
+                    "{old_peer} ({old_user}) by {peer} ({user}); draining the old one",
+                    cluster=cluster_id,
+                    old_peer=old.peer,
+                    old_user=old.user,
+                    peer=peer,
+                    user=user,
+                )
+            else:
+                self._log.info(
+                    "Tunnel for {cluster} replaced by a new attach from {peer}; "
+                    "draining the old one",
+                    cluster=cluster_id,
+                    peer=peer,
+                )
             previous.session.go_away("replaced by a newer tunnel for this cluster")
         else:
             self._log.info(

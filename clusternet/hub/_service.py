@@ -9,14 +9,15 @@ from typing import Any
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IService, MultiService, Service
+from twisted.internet.defer import ensureDeferred
 from twisted.internet.endpoints import SSL4ServerEndpoint, serverFromString
 from twisted.internet.interfaces import IReactorCore, IStreamServerEndpoint
 from twisted.logger import Logger, LogLevel
 from twisted.web.server import Site
 
-from clusternet import pki
 from clusternet._runtime import CleanExitOnSIGTERM
 from clusternet._web import StatusRoot
+from clusternet.apis import RESULT_APPROVED, RESULT_DENIED
 from clusternet.health import (
     HealthChecks,
     SnapshotCollector,
@@ -25,12 +26,13 @@ from clusternet.health import (
 )
 from clusternet.hub._approver import ApprovalQueue, Approver
 from clusternet.hub._auth import AuthConfig, Authenticator, CachingAuthorizer
-from clusternet.hub._health import ClusterHealth
+from clusternet.hub._health import ClusterHealth, dedicated_namespaces
 from clusternet.hub._proxying import ClusterProxy
 from clusternet.hub._registry import SocketRegistry
 from clusternet.hub._resource import HubResource
 from clusternet.hub._reviews import KubeAccessReviewer, KubeTokenReviewer
-from clusternet.hub._tls import CertificateAuthorities, server_tls_options
+from clusternet.hub._serving import ServingParts, make_serving
+from clusternet.hub._tls import CertificateAuthorities
 from clusternet.hub._tunnels import TunnelAttach
 from clusternet.kube import (
     CLUSTER_REGISTRATION_REQUESTS,
@@ -40,44 +42,18 @@ from clusternet.kube import (
     Informer,
     KubeClient,
     KubeConfigError,
+    connection_info,
     load_api_client,
 )
 from clusternet.proxy import StreamingSite
 from clusternet.tunnel import SessionConfig
 
-__all__ = ["HubParts", "make_hub_service", "serving_pair"]
+__all__ = ["HubParts", "make_hub_service"]
 
 _log = Logger()
 
 AUTH_CONFIGMAP = ("kube-system", "extension-apiserver-authentication")
 TUNNEL_GAUGES = frozenset({"sessions_open", "streams_open"})
-
-
-def serving_pair(options: Any) -> pki.KeyPair:
-    """
-    The hub's serving certificate: from files, or self-signed in memory.
-    """
-    cert_file, key_file = options["tls-cert-file"], options["tls-private-key-file"]
-    if cert_file:
-        with open(cert_file, "rb") as c, open(key_file, "rb") as k:
-            return pki.load_pem_pair(c.read(), k.read())
-    _log.warn(
-        "No --tls-cert-file given: serving with a self-signed certificate made in "
-        "memory. The parent's APIService must then set insecureSkipTLSVerify; give a "
-        "certificate signed by a CA the parent trusts in production."
-    )
-    return pki.issue_certificate(
-        None,
-        "clusternet-hub",
-        hosts=[
-            "localhost",
-            "127.0.0.1",
-            "::1",
-            "clusternet-hub",
-            "clusternet-hub.clusternet-system.svc",
-        ],
-        server=True,
-    )
 
 
 def _read(path: str | None) -> bytes:
@@ -87,13 +63,16 @@ def _read(path: str | None) -> bytes:
         return f.read()
 
 
-def _endpoint(reactor: Any, options: Any) -> IStreamServerEndpoint:
+def _endpoint(
+    reactor: Any, options: Any, serving: ServingParts
+) -> IStreamServerEndpoint:
     if options["listen"]:
         return serverFromString(reactor, options["listen"])
+    assert serving.tls is not None
     return SSL4ServerEndpoint(
         reactor,
         options["secure-port"],
-        server_tls_options(serving_pair(options)),
+        serving.tls,
         interface=options["bind-address"],
     )
 
@@ -151,6 +130,14 @@ class _AuthConfigFromParent(Service):
         )
 
 
+def _waiting(crrs: list[dict[str, Any]]) -> int:
+    """
+    How many registration requests wait for a decision.
+    """
+    done = (RESULT_APPROVED, RESULT_DENIED)
+    return sum(1 for c in crrs if (c.get("status") or {}).get("result") not in done)
+
+
 class HubParts:
     """
     The hub's pieces, built from parsed options; L{make_hub_service} puts them
@@ -167,6 +154,9 @@ class HubParts:
         self.kube = KubeClient(
             reactor, api_client, threads=options["kube-threads"], name="parent"
         )
+        # The serving certificate (files, or a CA kept in a Secret) and the
+        # APIService's caBundle.
+        self.serving = make_serving(reactor, self.kube, options)
         overrides: dict[str, Any] = {
             "username_headers": (options["requestheader-username-headers"],),
             "group_headers": (options["requestheader-group-headers"],),
@@ -208,25 +198,47 @@ class HubParts:
         crrs = Informer(
             reactor, self.kube, CLUSTER_REGISTRATION_REQUESTS, resync_period=60.0
         )
-        self.approvals = ApprovalQueue(reactor, Approver(self.kube, reactor).approve)
+        approver = Approver(
+            self.kube,
+            reactor,
+            policy=options["cluster-approval"],
+            token_lifetime=options["cluster-token-lifetime"],
+            max_pending=options["max-pending-registrations"],
+            pending=lambda: _waiting(crrs.store.list()),
+            ca_pem=connection_info(api_client).ca_pem,
+        )
+        self.approvals = ApprovalQueue(reactor, approver.approve)
+
+        def deleted(crr: dict[str, Any]) -> None:
+            revoking = ensureDeferred(approver.revoke_all(crr))
+            revoking.addErrback(
+                lambda f: _log.failure("Revoking the tokens of a deleted request", f)
+            )
+
         crrs.add_handler(
             EventHandler(
                 add=self.approvals.enqueue,
                 update=lambda old, new: self.approvals.enqueue(new),
+                delete=deleted,
             )
         )
         clusters = Informer(reactor, self.kube, MANAGED_CLUSTERS)
+        namespaces = dedicated_namespaces(reactor, self.kube)
         self.health = ClusterHealth(
             reactor,
             self.kube,
             grace_period=options["cluster-lease-grace-period"],
             known=self.registry.known,
             clusters=clusters,
+            namespaces=namespaces,
+            requests=crrs,
         )
-        self.informers += [crrs, clusters]
+        self.informers += [crrs, clusters, namespaces]
 
         self.checks = HealthChecks()
         self.checks.add("informer-sync", self._synced)
+        if self.serving.serving is not None:
+            self.checks.add("serving-certificate", self.serving.serving.check)
         self.attach = TunnelAttach(
             reactor,
             self.registry,
@@ -275,6 +287,8 @@ def make_hub_service(reactor: IReactorCore, options: Any) -> IService:
     parts.kube.setServiceParent(top)
     for informer in parts.informers:
         informer.setServiceParent(top)
+    for part in parts.serving.services():
+        part.setServiceParent(top)
     if parts.config_watch is not None:
         parts.config_watch.setServiceParent(top)
     parts.health.setServiceParent(top)
@@ -282,7 +296,9 @@ def make_hub_service(reactor: IReactorCore, options: Any) -> IService:
     # proxied request costs the hub several percent of its CPU.
     site = StreamingSite(parts.resource, reactor=reactor, access_log=LogLevel.debug)
     site.displayTracebacks = False
-    StreamServerEndpointService(_endpoint(reactor, options), site).setServiceParent(top)
+    StreamServerEndpointService(
+        _endpoint(reactor, options, parts.serving), site
+    ).setServiceParent(top)
     if options["metrics-listen"]:
         probes = StatusRoot()
         add_probes(probes, parts.checks, parts.metrics)

@@ -19,11 +19,18 @@ from typing import Any
 from cryptography import x509
 from OpenSSL import SSL, crypto
 
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.ssl import CertificateOptions
+from zope.interface import implementer
 
 from clusternet.pki import KeyPair
 
-__all__ = ["CertificateAuthorities", "peer_chain", "server_tls_options"]
+__all__ = [
+    "CertificateAuthorities",
+    "ReloadableServerTLS",
+    "peer_chain",
+    "server_tls_options",
+]
 
 # How long a chain's verification is remembered (seconds), and for how many
 # chains.
@@ -59,6 +66,30 @@ def server_tls_options(pair: KeyPair) -> CertificateOptions:
     # under a renegotiation (Go's TLS servers never renegotiate either).
     context.set_options(SSL.OP_NO_RENEGOTIATION)
     return options
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ReloadableServerTLS:
+    """
+    Server TLS whose certificate can be replaced while the port listens: each
+    new connection gets the current one (L{set_pair}), connections already
+    open keep theirs.
+    """
+
+    def __init__(self, pair: KeyPair) -> None:
+        self.set_pair(pair)
+
+    def set_pair(self, pair: KeyPair) -> None:
+        """
+        Serve C{pair} to the connections accepted from now on.
+        """
+        options = server_tls_options(pair)
+        options.getContext()  # fail here, not in the next handshake
+        self.pair = pair
+        self._options = options
+
+    def serverConnectionForTLS(self, tlsProtocol: object) -> SSL.Connection:
+        return SSL.Connection(self._options.getContext(), None)
 
 
 # The chain each live TLS connection presented: it cannot change while the

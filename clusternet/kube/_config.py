@@ -39,6 +39,7 @@ __all__ = [
     "ConnectionInfo",
     "ITokenSource",
     "KubeConfigError",
+    "MutableToken",
     "StaticToken",
     "TokenFile",
     "TokenRefresher",
@@ -97,6 +98,32 @@ class StaticToken:
 
     def reload(self) -> None:
         pass
+
+
+@implementer(ITokenSource)
+class MutableToken:
+    """
+    A token its owner replaces (the agent's parent token, when the hub issues
+    the next one). L{set} on the reactor thread; readers on pool threads see
+    the old or the new value, never a mix.
+    """
+
+    rotates: ClassVar[bool] = True
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "<MutableToken>"
+
+    def current(self) -> str | None:
+        return self._value or None
+
+    def reload(self) -> None:
+        pass
+
+    def set(self, value: str) -> None:
+        self._value = value
 
 
 def _signature(stat: os.stat_result) -> tuple[int, ...]:
@@ -327,7 +354,7 @@ def load_api_client(
 
 def api_client_for_token(
     server: str,
-    token: str,
+    token: str | ITokenSource,
     ca_pem: bytes | None = None,
     insecure_skip_tls_verify: bool = False,
     tls_server_name: str | None = None,
@@ -336,11 +363,19 @@ def api_client_for_token(
     """
     An C{ApiClient} for C{server} authenticating with the bearer C{token}, verifying
     the server against C{ca_pem} (the system trust store when C{None}), as the
-    agent talks to its parent.
+    agent talks to its parent.  A token source is asked for its current token
+    before every call.
     """
     configuration = Configuration(host=server.rstrip("/"))
-    configuration.api_key["BearerToken"] = token
-    configuration.api_key_prefix["BearerToken"] = "Bearer"
+    if isinstance(token, str):
+        configuration.api_key["BearerToken"] = token
+        configuration.api_key_prefix["BearerToken"] = "Bearer"
+    else:
+        source = token
+        _set_token(configuration, source.current())
+        cast(Any, configuration).refresh_api_key_hook = lambda conf: _set_token(
+            conf, source.current()
+        )
     if ca_pem:
         configuration.ca_cert_data = ca_pem.decode("ascii")
     configuration.verify_ssl = not insecure_skip_tls_verify

@@ -22,6 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from clusternet.agent._bootstrap import BootstrapError, ParentTrust
 from clusternet.agent._cluster_id import ClusterIDError, discover_cluster_id
+from clusternet.agent._credentials import CredentialRefresh
 from clusternet.agent._registration import (
     ParentCredentials,
     Registration,
@@ -30,13 +31,21 @@ from clusternet.agent._registration import (
     RetryBackoff,
     read_registration_secret,
 )
-from clusternet.kube import testing
+from clusternet.apis import DEDICATED_FOR_LABEL
+from clusternet.kube import MutableToken, testing
 from clusternet.kube._errors import Forbidden, KubeUnavailable, Unauthorized
 from clusternet.kube._interfaces import IKubeAPI
 from clusternet.kube._resources import (
     CLUSTER_REGISTRATION_REQUESTS,
     NAMESPACES,
     SECRETS,
+)
+from clusternet.sealing import (
+    load_private_key,
+    private_key_pem,
+    public_key_pem,
+    seal,
+    sealing_context,
 )
 
 PARENT_URL = "https://parent.example:6443"
@@ -85,6 +94,7 @@ class World:
         created = self.child.create(NAMESPACES, {"metadata": {"name": "kube-system"}})
         self.cluster_id = created.result["metadata"]["uid"]  # type: ignore[attr-defined]
         self.crr = f"clusternet-{self.cluster_id}"
+        self.namespaces: set[str] = set()
 
     def parent_api(self, token: str, ca: bytes | None, insecure: bool) -> IKubeAPI:
         self.made.append((token, ca, insecure))
@@ -107,13 +117,19 @@ class World:
         )
 
     def set_result(self, result: str, message: str = "", token: str = "sa-1") -> None:
+        """
+        Answer the request as the hub does: an approval seals C{token} to the
+        key in the request's spec, naming the namespace made for the cluster.
+        """
         status: dict[str, Any] = {"result": result, "errorMessage": message}
         if result == "Approved":
             self.valid_tokens.add(token)
+            crr = self.parent.get(CLUSTER_REGISTRATION_REQUESTS, self.crr).result  # type: ignore[attr-defined]
+            context = sealing_context(self.cluster_id, crr["metadata"]["uid"])
             status.update(
-                dedicatedNamespace="clusternet-abcde",
+                dedicatedNamespace=self.namespace(),
                 managedClusterName="mc-name",
-                token=base64.b64encode(token.encode()).decode(),
+                sealedToken=seal(crr["spec"]["publicKey"], token.encode(), context),
                 caCertificate=base64.b64encode(CA_PEM).decode(),
             )
         self.parent.patch(
@@ -123,6 +139,18 @@ class World:
             None,
             subresource="status",
         )
+
+    def namespace(self, name: str = "clusternet-abcde") -> str:
+        """
+        The dedicated namespace the hub made (labelled for the cluster ID).
+        """
+        if name not in self.namespaces:
+            labels = {DEDICATED_FOR_LABEL: self.cluster_id}
+            self.parent.create(
+                NAMESPACES, {"metadata": {"name": name, "labels": labels}}
+            )
+            self.namespaces.add(name)
+        return name
 
     def creates(self) -> int:
         return sum(
@@ -164,10 +192,12 @@ class RegistrationTests(SynchronousTestCase):
             "clusters.clusternet.io/cluster-name": "edge-1",
             "clusters.clusternet.io/registered-by": "clusternet-agent",
         }
+        key = load_private_key(_decoded(w.secret())["agent.key"])
         assert crr["spec"] == {
             "clusterId": w.cluster_id,
             "clusterName": "edge-1",
             "clusterType": "EdgeClusterSelfProvisioned",
+            "publicKey": public_key_pem(key),
         }
         w.advance(60)
         self.assertNoResult(d)
@@ -177,12 +207,13 @@ class RegistrationTests(SynchronousTestCase):
         assert creds == ParentCredentials(
             parent_url=PARENT_URL,
             ca_pem=CA_PEM,
-            token="sa-1",
+            source=MutableToken("sa-1"),
             namespace="clusternet-abcde",
             cluster_id=w.cluster_id,
             cluster_name="edge-1",
             managed_cluster_name="mc-name",
         )
+        assert creds.token == "sa-1"
         assert "sa-1" not in repr(creds)
         assert w.made[0] == (BOOTSTRAP, CA_PEM, False)
         secret = w.secret()
@@ -191,6 +222,7 @@ class RegistrationTests(SynchronousTestCase):
             "token": b"sa-1",
             "namespace": b"clusternet-abcde",
             "parent-url": PARENT_URL.encode(),
+            "agent.key": private_key_pem(key),
         }
         assert secret["metadata"]["labels"] == {
             "clusters.clusternet.io/bootstrapping": "credentials-auto",
@@ -346,10 +378,17 @@ class RegistrationTests(SynchronousTestCase):
         w.advance(30)
         self.successResultOf(d)
 
-    def test_an_unwritable_child_secret_still_returns_the_credentials(self) -> None:
+    def test_the_key_is_stored_before_the_request_is_made(self) -> None:
+        """
+        A restart while the request waits must keep the key the request names:
+        a failed write of the key is retried, and nothing is sent before.
+        """
         w = self.world
         w.child.fail_next("create", Forbidden(403, "Forbidden", "no"))
         d = w.registration().register()
+        assert w.creates() == 0
+        w.advance(5)
+        assert w.creates() == 1
         w.set_result("Approved")
         w.advance(30)
         assert self.successResultOf(d).token == "sa-1"
@@ -448,3 +487,120 @@ def test_an_invalid_cluster_name_is_refused_at_once(name: str) -> None:
 
     with pytest.raises(InvalidName):
         World().registration(cluster_name=name)
+
+
+class OwnershipTests(SynchronousTestCase):
+    """
+    A cluster ID belongs to the key that registered it; the agent believes only
+    what the hub made for it.
+    """
+
+    def setUp(self) -> None:
+        self.world = World()
+
+    def test_a_second_agent_with_another_key_gets_nothing(self) -> None:
+        w = self.world
+        first = w.registration(cluster_name="edge-1").register()
+        w.advance(2)
+        w.set_result("Approved")
+        w.advance(11)
+        assert self.successResultOf(first).token == "sa-1"
+        # Another box claims the same cluster ID (the kube-system UID is no
+        # secret), with the bootstrap token and a key of its own.
+        thief = World()
+        thief.clock = w.clock
+        thief.parent = w.parent
+        thief.cluster_id, thief.crr = w.cluster_id, w.crr
+        errors: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_level") == LogLevel.error:
+                errors.append(str(event.get("problem", "")))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        d = thief.registration(cluster_id=w.cluster_id).register()
+        thief.advance(120)
+        self.assertNoResult(d)
+        assert any("registered in the parent with another key" in e for e in errors)
+        assert w.creates() == 1
+        d.cancel()
+        self.failureResultOf(d)
+
+    def test_an_approval_naming_a_namespace_not_made_for_the_cluster_is_refused(
+        self,
+    ) -> None:
+        w = self.world
+        d = w.registration().register()
+        w.advance(2)
+        w.namespaces.add("kube-system")
+        w.parent.create(NAMESPACES, {"metadata": {"name": "kube-system"}})
+        crr = w.parent.get(CLUSTER_REGISTRATION_REQUESTS, w.crr).result  # type: ignore[attr-defined]
+        context = sealing_context(w.cluster_id, crr["metadata"]["uid"])
+        w.valid_tokens.add("forged")
+        w.parent.patch(
+            CLUSTER_REGISTRATION_REQUESTS,
+            w.crr,
+            {
+                "status": {
+                    "result": "Approved",
+                    "dedicatedNamespace": "kube-system",
+                    "sealedToken": seal(crr["spec"]["publicKey"], b"forged", context),
+                }
+            },
+            None,
+            subresource="status",
+        )
+        w.advance(60)
+        self.assertNoResult(d)
+        w.set_result("Approved")
+        w.advance(120)
+        assert self.successResultOf(d).namespace == "clusternet-abcde"
+
+    def test_a_restart_while_pending_keeps_the_key(self) -> None:
+        w = self.world
+        d = w.registration().register()
+        w.advance(2)
+        key = _decoded(w.secret())["agent.key"]
+        d.cancel()
+        self.failureResultOf(d)
+        again = w.registration().register()
+        w.advance(2)
+        assert _decoded(w.secret())["agent.key"] == key
+        w.set_result("Approved")
+        w.advance(20)
+        assert self.successResultOf(again).token == "sa-1"
+        assert w.creates() == 1
+
+
+class CredentialRefreshTests(SynchronousTestCase):
+    def test_the_agent_takes_the_next_sealed_token(self) -> None:
+        w = World()
+        d = w.registration().register()
+        w.advance(2)
+        w.set_result("Approved", token="sa-1")
+        w.advance(11)
+        credentials = self.successResultOf(d)
+        stored: list[str] = []
+
+        async def store(c: ParentCredentials) -> None:
+            stored.append(c.token)
+
+        refresh = CredentialRefresh(
+            w.clock,
+            credentials,
+            lambda token: w.parent_api(token, None, False),
+            BOOTSTRAP,
+            store,
+            interval=30.0,
+        )
+        refresh.startService()
+        w.advance(31)
+        assert credentials.token == "sa-1" and refresh.changes == 0
+        w.set_result("Approved", token="sa-2")
+        # The old token revoked: the request is read with the bootstrap token.
+        w.valid_tokens.discard("sa-1")
+        w.advance(31)
+        assert credentials.token == "sa-2"
+        assert stored == ["sa-2"]
+        refresh.stopService()

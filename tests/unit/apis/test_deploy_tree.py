@@ -72,6 +72,7 @@ def test_the_tree_has_the_seeds_files() -> None:
         "deploy/hub/clusternet_hub_deployment.yaml",
         "deploy/hub/clusternet_hub_rbac.yaml",
         "deploy/hub/clusternet_hub_apiservice.yaml",
+        "deploy/hub/clusternet_hub_serving_rbac.yaml",
         "deploy/hub/clusternet_bootstrap_rbac.yaml",
         "deploy/agent/clusternet_agent_deployment.yaml",
         "deploy/agent/clusternet_agent_rbac.yaml",
@@ -163,6 +164,56 @@ def test_apiservice_points_at_the_hub_service() -> None:
     hub_service = find("Service", service["name"])
     assert hub_service["metadata"]["namespace"] == service["namespace"]
     assert service["port"] in [p["port"] for p in hub_service["spec"]["ports"]]
+
+
+def test_the_parent_verifies_the_hub() -> None:
+    """
+    No manifest skips TLS verification of the hub: the hub sets the
+    APIService's caBundle itself, with the rights its serving RBAC grants, on
+    exactly its own Secret and APIService.
+    """
+    options = HubOptions()
+    options.parseOptions([])
+    apiservice = find("APIService", options["apiservice-name"])
+    assert "insecureSkipTLSVerify" not in apiservice["spec"]
+    for doc in all_docs():
+        assert "insecureSkipTLSVerify" not in (doc.get("spec") or {}), doc
+    rbac = docs(ROOT / "deploy/hub/clusternet_hub_serving_rbac.yaml")
+    role = find("Role", "clusternet:hub:serving")
+    assert role["metadata"]["namespace"] == HUB_NAMESPACE
+    by_verb = {
+        verb: rule.get("resourceNames")
+        for rule in role["rules"]
+        if rule["resources"] == ["secrets"]
+        for verb in rule["verbs"]
+    }
+    assert by_verb == {
+        "get": [options["serving-secret"]],
+        "update": [options["serving-secret"]],
+        "create": None,  # RBAC cannot limit create by name
+    }
+    cluster_role = find("ClusterRole", "clusternet:hub:apiservice")
+    assert cluster_role["rules"] == [
+        {
+            "apiGroups": ["apiregistration.k8s.io"],
+            "resources": ["apiservices"],
+            "resourceNames": [options["apiservice-name"]],
+            "verbs": ["list", "watch", "patch"],
+        }
+    ]
+    bindings = [d for d in rbac if d["kind"].endswith("Binding")]
+    assert {b["roleRef"]["name"] for b in bindings} == {
+        "clusternet:hub:serving",
+        "clusternet:hub:apiservice",
+    }
+    for binding in bindings:
+        assert binding["subjects"] == [
+            {
+                "kind": "ServiceAccount",
+                "name": "clusternet-hub",
+                "namespace": HUB_NAMESPACE,
+            }
+        ]
 
 
 def test_bootstrap_tokens_may_only_create_and_get_registrations() -> None:

@@ -65,3 +65,20 @@ def test_listeners_hear_attach_and_detach() -> None:
     registry.attach("a", session, "p", "u")
     registry.detach("a", session)
     assert heard == [("a", True), ("a", False)]
+
+
+def test_a_tunnel_replaced_from_another_peer_is_a_warning_naming_both() -> None:
+    from twisted.logger import LogLevel, globalLogPublisher
+
+    events: list[dict[str, object]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        registry = SocketRegistry(Clock())
+        registry.attach("a", FakeSession(), "10.0.0.1", "u")
+        registry.attach("a", FakeSession(), "10.0.0.1", "u")
+        registry.attach("a", FakeSession(), "192.0.2.9", "u")
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    warnings = [e for e in events if e.get("log_level") == LogLevel.warn]
+    assert len(warnings) == 1
+    assert (warnings[0]["old_peer"], warnings[0]["peer"]) == ("10.0.0.1", "192.0.2.9")

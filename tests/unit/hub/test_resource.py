@@ -9,9 +9,11 @@ from typing import Any
 from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
+from clusternet.apis import CLUSTER_NAME_LABEL, DEDICATED_FOR_LABEL
 from clusternet.health import HealthChecks
 from clusternet.hub._auth import (
     AuthConfig,
@@ -22,10 +24,15 @@ from clusternet.hub._auth import (
     RequestAttributes,
     User,
 )
+from clusternet.hub._health import ClusterHealth
 from clusternet.hub._registry import SocketRegistry
 from clusternet.hub._resource import HubResource
+from clusternet.kube import testing
+from clusternet.kube._resources import MANAGED_CLUSTERS, NAMESPACES
 
 ID = "0b9f5e4a-7f1c-4c39-9d7e-3f2b4b8a1c2d"
+B_ID = "0b8a3f4e-1111-4222-8333-444455556666"
+C_ID = "7c1e2d3f-aaaa-4bbb-8ccc-ddddeeeeffff"
 BASE = "https://hub.example/apis/proxies.clusternet.io/v1alpha1"
 USERS = {
     "alice-token": User("alice", groups=("system:authenticated",)),
@@ -58,7 +65,11 @@ class FakeSession:
         pass
 
 
-class HubResourceTests(SynchronousTestCase):
+class HubFront(SynchronousTestCase):
+    """
+    The hub's resource over a registry, and a way to GET from it.
+    """
+
     def setUp(self) -> None:
         self.clock = Clock()
         self.clock.advance(1795719600)
@@ -96,6 +107,8 @@ class HubResourceTests(SynchronousTestCase):
             parsed = body
         return response.code, parsed, response.headers
 
+
+class HubResourceTests(HubFront):
     def test_no_credentials_is_401_status(self) -> None:
         code, body, _ = self.get(BASE, token=None)
         assert code == 401
@@ -187,3 +200,79 @@ class HubResourceTests(SynchronousTestCase):
     def test_malformed_proxy_path_is_404(self) -> None:
         code, body, _ = self.get(f"{BASE}/sockets/{ID}/proxy/ftp/x/")
         assert code == 404 and "unsupported proxy scheme" in body["message"]
+
+
+class ForeignManagedClusterSocketTests(HubFront):
+    """
+    The sockets the hub serves, with its ManagedCluster informers behind
+    C{SocketRegistry.known}: cluster A (ID) wrote ManagedClusters in its own
+    namespace claiming B (registered, not attached) and C (never registered),
+    with forged status.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.api = testing.MemoryKubeAPI(clock=self.clock)
+        for namespace, cluster_id, name in (
+            ("clusternet-aaaaa", ID, "edge-1"),
+            ("clusternet-bbbbb", B_ID, "edge-2"),
+        ):
+            self.api.create(
+                NAMESPACES,
+                {
+                    "metadata": {
+                        "name": namespace,
+                        "labels": {
+                            DEDICATED_FOR_LABEL: cluster_id,
+                            CLUSTER_NAME_LABEL: name,
+                        },
+                    }
+                },
+            )
+            self.managed_cluster(namespace, name, cluster_id)
+        self.managed_cluster("clusternet-aaaaa", "edge-2", B_ID)
+        self.managed_cluster("clusternet-aaaaa", "edge-3", C_ID)
+        self.health = ClusterHealth(
+            self.clock,
+            self.api,
+            known=self.registry.known,
+            lease_field_selector=None,
+        )
+        self.health._log = Logger(observer=lambda event: None)
+        self.health.startService()
+        self.registry.attach(ID, FakeSession(), "127.0.0.1:40000", "agent")
+
+    def tearDown(self) -> None:
+        self.health.stopService()
+
+    def managed_cluster(self, namespace: str, name: str, cluster_id: str) -> None:
+        self.api.create(
+            MANAGED_CLUSTERS,
+            {
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"clusterId": cluster_id},
+            },
+            namespace,
+        )
+
+    def test_the_socket_list_and_table_show_the_attached_tunnels_only(self) -> None:
+        code, body, _ = self.get(BASE + "/sockets")
+        assert code == 200 and [i["metadata"]["name"] for i in body["items"]] == [ID]
+        code, body, _ = self.get(
+            BASE + "/sockets", Accept="application/json;as=Table;v=v1;g=meta.k8s.io"
+        )
+        assert [row["cells"][0] for row in body["rows"]] == [ID]
+
+    def test_a_cluster_claimed_only_from_another_namespace_is_unknown(self) -> None:
+        assert self.registry.known == {ID, B_ID}
+        code, body, _ = self.get(f"{BASE}/sockets/{C_ID}/proxy/direct/api")
+        assert code == 404 and body["reason"] == "NotFound"
+
+    def test_a_registered_cluster_stays_known_whatever_is_forged(self) -> None:
+        self.api.delete(MANAGED_CLUSTERS, "edge-2", "clusternet-aaaaa")
+        code, body, _ = self.get(f"{BASE}/sockets/{B_ID}/proxy/direct/api")
+        assert code == 503 and "agent is not connected" in body["message"]
+        self.api.delete(MANAGED_CLUSTERS, "edge-2", "clusternet-bbbbb")
+        self.managed_cluster("clusternet-aaaaa", "edge-2", B_ID)
+        code, _, _ = self.get(f"{BASE}/sockets/{B_ID}/proxy/direct/api")
+        assert code == 404
