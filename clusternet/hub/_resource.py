@@ -56,12 +56,23 @@ class ProxyHandler(Protocol):
         """
 
 
+# The methods a request to a child may have; anything else is answered 405
+# once authorized (a child cannot mean it, and a child that lower-cases methods
+# must never see, say, "delete").
+PROXIED_METHODS = frozenset(
+    {b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"}
+)
+
+
 def verb_for(method: bytes) -> str:
     """
-    The authorization verb of a proxied request, as Kubernetes maps HTTP methods
-    for connect subresources.
+    The authorization verb of a proxied request, as the Kubernetes API server's
+    request info maps the method of a request that names an object (methods
+    are case-sensitive: a lower-case C{delete} is no C{DELETE}); any other
+    method is authorized as itself, lower-cased, so that only a rule with
+    verb C{*} (or that very verb) allows it.
     """
-    return {
+    known = {
         b"GET": "get",
         b"HEAD": "get",
         b"OPTIONS": "get",
@@ -69,7 +80,10 @@ def verb_for(method: bytes) -> str:
         b"PUT": "update",
         b"PATCH": "patch",
         b"DELETE": "delete",
-    }.get(method, "get")
+    }.get(method)
+    if known is not None:
+        return known
+    return method.decode("latin-1").lower()
 
 
 def _headers(request: Request) -> tuple[Callable[[str], Sequence[str]], list[str]]:
@@ -194,6 +208,12 @@ class HubResource(Resource):
                     subresource="proxy",
                 ),
             )
+            if request.method not in PROXIED_METHODS:
+                method = request.method.decode("latin-1", "replace")
+                self._finish(
+                    request, 405, None, f"{method[:32]} is not a method a child takes"
+                )
+                return
             self._registry.session_for(
                 route.cluster_id
             )  # 404 / 503 before any byte moves

@@ -29,6 +29,7 @@ from autobahn.twisted.resource import WebSocketResource
 from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 
 from clusternet.hub._auth import User
@@ -37,6 +38,7 @@ from clusternet.hub._routes import Route
 from clusternet.tunnel import (
     Role,
     SessionConfig,
+    TunnelClosed,
     TunnelMetrics,
     TunnelSession,
     TunnelWebSocketServerFactory,
@@ -88,20 +90,7 @@ class TunnelAttach:
             address = forwarded.decode("latin-1").split(",")[0].strip()
 
         def accept(upgrade: ConnectionRequest | None) -> TunnelSession:
-            session = TunnelSession(
-                Role.ACCEPTOR,
-                self._reactor,
-                config=self._config,
-                metrics=self.metrics,
-                name=cluster_id,
-            )
-            session.when_ready().addCallback(
-                lambda ready: self._registry.attach(
-                    cluster_id, ready, address, user.name
-                )
-            )
-            session.when_closed().addCallback(self._closed, cluster_id, session)
-            return session
+            return self.session_for(cluster_id, address, user.name)
 
         if is_tunnel_upgrade(request):
             take_over(request, accept(None))
@@ -111,6 +100,36 @@ class TunnelAttach:
             # A streaming request has no buffered body; an upgrade GET has none.
             request.content = io.BytesIO()  # type: ignore[assignment]
         return WebSocketResource(factory).render(request)
+
+    def session_for(self, cluster_id: str, address: str, user: str) -> TunnelSession:
+        """
+        The session of an authorized attach: registered once its handshake is
+        done, forgotten when it closes. A client that goes away (or never
+        starts the handshake) before that is an ordinary event, logged as such.
+        """
+        session = TunnelSession(
+            Role.ACCEPTOR,
+            self._reactor,
+            config=self._config,
+            metrics=self.metrics,
+            name=cluster_id,
+        )
+
+        def unready(failure: Failure) -> None:
+            failure.trap(TunnelClosed)
+            self._log.info(
+                "Tunnel of {cluster} from {peer} closed before its handshake: {reason}",
+                cluster=cluster_id,
+                peer=address,
+                reason=str(failure.value),
+            )
+
+        session.when_ready().addCallbacks(
+            lambda ready: self._registry.attach(cluster_id, ready, address, user),
+            unready,
+        )
+        session.when_closed().addCallback(self._closed, cluster_id, session)
+        return session
 
     def _closed(self, reason: str, cluster_id: str, session: TunnelSession) -> None:
         self._log.info(

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
@@ -200,9 +200,11 @@ class RequestBody:
         self._held = []
         self._held_bytes = 0
         self._set_reading(False)
-        if self._finished is not None:
-            finished, self._finished = self._finished, None
-            finished.errback(Failure(CancelledError("request body no longer wanted")))
+        # IBodyProducer: after stopProducing the Deferred of startProducing
+        # never fires (a cancel of it fails it by itself). Failing it here made
+        # Twisted's client log a critical error whenever a backend answered
+        # before the body was sent (TRANSMITTING_AFTER_RECEIVING_RESPONSE).
+        self._finished = None
 
 
 class StreamingRequest(Request):

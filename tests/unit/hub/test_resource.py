@@ -6,11 +6,13 @@ and the Status errors a user can act on.
 import json
 from typing import Any
 
-from treq.testing import StubTreq
+from treq.testing import RequestTraversalAgent, StubTreq
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import readBody
+from twisted.web.http_headers import Headers
 from zope.interface import implementer
 
 from clusternet.apis import CLUSTER_NAME_LABEL, DEDICATED_FOR_LABEL
@@ -85,6 +87,7 @@ class HubFront(SynchronousTestCase):
             proxy=self._proxy,
         )
         self.treq = StubTreq(resource)
+        self.agent = RequestTraversalAgent(resource)
 
     def _proxy(self, request: Any, user: User, route: Any) -> Deferred[None]:
         self.proxied.append((user.name, route))
@@ -196,6 +199,42 @@ class HubResourceTests(HubFront):
         assert (code, body) == (200, b"proxied")
         assert self.proxied[0][0] == "alice"
         assert self.proxied[0][1].path == "/version"
+
+    def test_methods_are_authorized_as_the_api_server_maps_them(self) -> None:
+        """
+        Methods are case-sensitive: a lower-case C{delete} or a C{PROPFIND} is
+        authorized as itself (never as C{get}), and even when allowed, a child
+        never sees it: 405.
+        """
+        self.registry.attach(ID, FakeSession(), "p", "agent")
+        url = f"{BASE}/sockets/{ID}/proxy/direct/api/v1/namespaces/default"
+
+        def send(method: bytes, token: str) -> tuple[int, bytes]:
+            # Below treq, which upper-cases methods.
+            response = self.successResultOf(
+                self.agent.request(
+                    method,
+                    url.encode(),
+                    Headers({b"Authorization": [f"Bearer {token}".encode()]}),
+                )
+            )
+            return response.code, self.successResultOf(readBody(response))
+
+        for method, verb in (
+            (b"DELETE", "delete"),
+            (b"delete", "delete"),
+            (b"PROPFIND", "propfind"),
+            (b"GET", "get"),
+            (b"OPTIONS", "get"),
+        ):
+            assert send(method, "eve-token")[0] == 403, method
+            assert self.reviews.asked[-1] == RequestAttributes(
+                verb, "sockets", ID, subresource="proxy"
+            )
+        for method in (b"delete", b"PROPFIND"):
+            code, body = send(method, "alice-token")
+            assert (code, json.loads(body)["reason"]) == (405, "MethodNotAllowed")
+        assert self.proxied == []
 
     def test_malformed_proxy_path_is_404(self) -> None:
         code, body, _ = self.get(f"{BASE}/sockets/{ID}/proxy/ftp/x/")
