@@ -20,6 +20,7 @@ from clusternet.hub._auth import (
     Unauthorized,
     User,
 )
+from clusternet.hub._fairness import StreamBudget, StreamRefused
 from clusternet.hub._health import ClusterHealth
 from clusternet.hub._options import HubOptions
 from clusternet.hub._proxying import ClusterProxy
@@ -53,6 +54,8 @@ __all__ = [
     "ServingCertificate",
     "ServingMaterial",
     "SocketRegistry",
+    "StreamBudget",
+    "StreamRefused",
     "TunnelAttach",
     "Unauthorized",
     "UnknownCluster",

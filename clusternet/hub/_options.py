@@ -12,6 +12,7 @@ from clusternet._options import (
     TUNNEL_QUEUE_HELP,
     ClusternetOptions,
     coerce_bool,
+    coerce_byte_size,
     coerce_choice,
     coerce_duration,
     coerce_port,
@@ -19,8 +20,23 @@ from clusternet._options import (
     coerce_tunnel_queue,
     require_readable_file,
 )
+from clusternet.hub._fairness import (
+    DEFAULT_STREAM_RESERVE,
+    coerce_stream_reserve,
+    coerce_streams_per_user,
+)
 
 __all__ = ["HubOptions"]
+
+
+def _coerce_head_bytes(text: str) -> int:
+    size = coerce_byte_size(text)
+    if size < 4096:
+        raise ValueError(f"{text!r} is too small for a request head; at least 4Ki")
+    return size
+
+
+_coerce_head_bytes.coerceDoc = coerce_byte_size.coerceDoc  # type: ignore[attr-defined]
 
 
 class HubOptions(ClusternetOptions):
@@ -155,6 +171,47 @@ class HubOptions(ClusternetOptions):
             "reactor thread).",
         ],
         [
+            "max-request-header-bytes",
+            None,
+            "1Mi",
+            "Largest request head (request line and headers) the hub reads, as "
+            "kube-apiserver's; a larger one is answered 431 (414 for the request "
+            "line alone) and its connection closed. Also what one connection may "
+            "make the hub buffer before its request is authenticated. At least 4Ki.",
+        ],
+        [
+            "request-header-timeout",
+            None,
+            "10s",
+            "Time within which a request head must be complete (from the "
+            "connection's start for its first request, TLS handshake included; "
+            "from its first byte for a later one), else 408 and close. 0: none.",
+        ],
+        [
+            "idle-timeout",
+            None,
+            "60s",
+            "How long a connection may be silent while it waits for a request or "
+            "sends a request body before it is closed. 0: never.",
+        ],
+        [
+            "max-refused-body-bytes",
+            None,
+            "1Mi",
+            "Request body the hub reads and throws away after answering a request "
+            "early (401, 403, 404, 429, 503), so the client reads the answer; a "
+            "longer body, or one that takes longer than --request-header-timeout, "
+            "closes the connection.",
+        ],
+        [
+            "trim-memory",
+            None,
+            "true",
+            "After connections holding 64Mi of unfinished request heads between "
+            "them are gone, give the freed memory back to the system (glibc's "
+            "malloc_trim; at most every 10s). false: leave it to the allocator.",
+        ],
+        [
             "cluster-approval",
             None,
             "auto",
@@ -189,10 +246,41 @@ class HubOptions(ClusternetOptions):
             "How long SIGTERM waits for tunnels and requests to drain.",
         ],
         ["tunnel-queue", None, "auto", TUNNEL_QUEUE_HELP],
+        [
+            "max-streams-per-user",
+            None,
+            "auto",
+            "Tunnel streams one user may hold on one cluster at once (each "
+            "proxied request holds one while it runs; a watch, exec or "
+            "port-forward for its whole life); more are answered 429 with "
+            "Retry-After. auto: a quarter of the cluster's stream limit (256 of "
+            "1024); never more than that limit minus --stream-reserve.",
+        ],
+        [
+            "stream-reserve",
+            None,
+            str(DEFAULT_STREAM_RESERVE),
+            "Streams of each cluster's tunnel kept for users who hold none, so a "
+            "new user gets one however many others are at their limit (at most "
+            "an eighth of the cluster's stream limit; 0: none).",
+        ],
+        [
+            "stream-metrics-per-cluster",
+            None,
+            "false",
+            "Label clusternet_hub_stream_users and clusternet_hub_streams_held "
+            "with the cluster ID (one series per cluster in use; leave off for "
+            "large fleets).",
+        ],
     ]
 
     coercions = {
         "secure-port": coerce_port,
+        "max-request-header-bytes": _coerce_head_bytes,
+        "request-header-timeout": coerce_duration,
+        "idle-timeout": coerce_duration,
+        "max-refused-body-bytes": coerce_byte_size,
+        "trim-memory": coerce_bool,
         "kube-threads": coerce_positive_int,
         "cluster-lease-grace-period": coerce_duration,
         "cluster-approval": coerce_choice("auto", "manual"),
@@ -201,6 +289,9 @@ class HubOptions(ClusternetOptions):
         "shutdown-timeout": coerce_duration,
         "tunnel-queue": coerce_tunnel_queue,
         "apiservice-ca-injection": coerce_bool,
+        "max-streams-per-user": coerce_streams_per_user,
+        "stream-reserve": coerce_stream_reserve,
+        "stream-metrics-per-cluster": coerce_bool,
     }
 
     def __init__(self) -> None:

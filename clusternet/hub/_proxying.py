@@ -8,16 +8,22 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 from twisted.web.server import Request
 
 from clusternet.hub._auth import User
+from clusternet.hub._fairness import StreamBudget, StreamRefused
 from clusternet.hub._registry import SocketRegistry
 from clusternet.hub._routes import GROUP_PREFIX, Route
 from clusternet.hub._tunnels import DIRECT_TARGET, stream_target
 from clusternet.proxy import ProxyError, ReverseProxy
-from clusternet.tunnel import StreamOpenFailed, TunnelClosed, TunnelStreamReset
+from clusternet.tunnel import (
+    DEFAULT_MAX_STREAMS,
+    StreamOpenFailed,
+    TunnelClosed,
+    TunnelStreamReset,
+)
 
 __all__ = ["ClusterProxy", "tunnel_error_status"]
 
@@ -58,17 +64,92 @@ def identity_headers(user: User) -> dict[bytes, list[bytes]]:
     return headers
 
 
+def stream_limit(session: Any) -> int:
+    """
+    How many streams the hub may have open on C{session}: what its agent
+    advertised in its HELLO.
+    """
+    hello = getattr(session, "peer_hello", None)
+    limit = getattr(hello, "max_streams", None)
+    return limit if isinstance(limit, int) else DEFAULT_MAX_STREAMS
+
+
+def answer_refused(request: Request, refused: StreamRefused) -> None:
+    """
+    Answer C{request} with 429, its C{Status} and C{Retry-After}.
+    """
+    if request.finished or getattr(request, "_disconnected", False):
+        return
+    body = refused.status()
+    request.setResponseCode(429)
+    request.setHeader(b"content-type", b"application/json")
+    request.setHeader(b"cache-control", b"no-cache, private")
+    request.setHeader(b"retry-after", b"%d" % (refused.retry_after,))
+    request.setHeader(b"content-length", b"%d" % (len(body),))
+    if request.method != b"HEAD":
+        request.write(body)
+    request.finish()
+
+
 class ClusterProxy:
     """
     Forward an authorized request to a child cluster through its tunnel.
+
+    @param budget: the streams each user may hold on each cluster's tunnel
+        (docs/proxy.md, "Fair share of a cluster's streams"); C{None} for no
+        per-user limit.
     """
 
-    def __init__(self, reactor: Any, registry: SocketRegistry) -> None:
+    def __init__(
+        self,
+        reactor: Any,
+        registry: SocketRegistry,
+        budget: StreamBudget | None = None,
+    ) -> None:
         self._registry = registry
+        self.budget = budget
         self.proxy = ReverseProxy(reactor, error_status=tunnel_error_status)
 
     def __call__(self, request: Request, user: User, route: Route) -> Deferred[None]:
         session: Any = self._registry.session_for(route.cluster_id)
+        if self.budget is None:
+            return self._forward(request, user, route, session)
+        try:
+            slot = self.budget.acquire(
+                route.cluster_id,
+                self.budget.key_for(user),
+                stream_limit(session),
+                session=session,
+                busy=self._busy(session),
+                who=user.name,
+            )
+        except StreamRefused as refused:
+            answer_refused(request, refused)
+            return succeed(None)
+        # The stream is the request's until the exchange is over (response
+        # relayed, upgrade spliced and closed, upstream reset or tunnel lost:
+        # forward() then fires, and never fails) or the client is gone,
+        # whichever comes first; the slot counts once.
+        request.notifyFinish().addBoth(lambda _: slot.release())
+        try:
+            done = self._forward(request, user, route, session)
+        except BaseException:
+            slot.release()
+            raise
+        return done.addBoth(slot.release)
+
+    def _busy(self, session: Any) -> int:
+        """
+        Streams open on C{session} that a new request may not use: all but
+        those that may sit idle in the connection pool of the C{direct}
+        target, which the next request to it reuses.
+        """
+        idle = self.proxy.persistent_pool.maxPersistentPerHost
+        return max(0, getattr(session, "stream_count", 0) - idle)
+
+    def _forward(
+        self, request: Request, user: User, route: Route, session: Any
+    ) -> Deferred[None]:
         target = stream_target(route)
         query = request.uri.partition(b"?")[2]
         path = route.path.encode("utf-8") + (b"?" + query if query else b"")

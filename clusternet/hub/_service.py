@@ -26,6 +26,7 @@ from clusternet.health import (
 )
 from clusternet.hub._approver import ApprovalQueue, Approver
 from clusternet.hub._auth import AuthConfig, Authenticator, CachingAuthorizer
+from clusternet.hub._fairness import StreamBudget
 from clusternet.hub._health import ClusterHealth, dedicated_namespaces
 from clusternet.hub._proxying import ClusterProxy
 from clusternet.hub._registry import SocketRegistry
@@ -45,7 +46,7 @@ from clusternet.kube import (
     connection_info,
     load_api_client,
 )
-from clusternet.proxy import StreamingSite
+from clusternet.proxy import StreamingSite, budget_from_options
 from clusternet.tunnel import SessionConfig
 
 __all__ = ["HubParts", "make_hub_service"]
@@ -244,7 +245,13 @@ class HubParts:
             self.registry,
             config=SessionConfig(carrier_queue=options["tunnel-queue"]),
         )
+        self.stream_budget = StreamBudget(
+            options["max-streams-per-user"],
+            options["stream-reserve"],
+            per_cluster_metrics=options["stream-metrics-per-cluster"],
+        )
         self.metrics = process_registry(
+            self.stream_budget.collector(),
             SnapshotCollector(
                 "clusternet_tunnel",
                 self.attach.metrics.snapshot,
@@ -268,7 +275,7 @@ class HubParts:
             self.registry,
             self.checks,
             attach=self.attach,
-            proxy=ClusterProxy(reactor, self.registry),
+            proxy=ClusterProxy(reactor, self.registry, self.stream_budget),
             metrics=self.metrics,
         )
 
@@ -294,7 +301,12 @@ def make_hub_service(reactor: IReactorCore, options: Any) -> IService:
     parts.health.setServiceParent(top)
     # Access lines at debug (twist --log-level=debug): one info line per
     # proxied request costs the hub several percent of its CPU.
-    site = StreamingSite(parts.resource, reactor=reactor, access_log=LogLevel.debug)
+    site = StreamingSite(
+        parts.resource,
+        reactor=reactor,
+        access_log=LogLevel.debug,
+        budget=budget_from_options(options),
+    )
     site.displayTracebacks = False
     StreamServerEndpointService(
         _endpoint(reactor, options, parts.serving), site

@@ -9,6 +9,11 @@ answering Kubernetes C{Status} errors when the upstream cannot be reached.
 See docs/proxy.md.
 """
 
+from clusternet.proxy._budget import (
+    BudgetedHTTPChannel,
+    ConnectionBudget,
+    budget_from_options,
+)
 from clusternet.proxy._head import (
     HeadError,
     ResponseHead,
@@ -43,6 +48,8 @@ from clusternet.proxy._splice import Splice
 
 __all__ = [
     "HOP_BY_HOP",
+    "BudgetedHTTPChannel",
+    "ConnectionBudget",
     "HeadError",
     "IRequestBody",
     "IStreamingResource",
@@ -57,6 +64,7 @@ __all__ = [
     "StreamingRequest",
     "StreamingSite",
     "UpstreamTimeout",
+    "budget_from_options",
     "client_response_headers",
     "connection_tokens",
     "default_error_status",

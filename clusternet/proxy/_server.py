@@ -19,16 +19,25 @@ from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.internet.interfaces import IConsumer, IDelayedCall, IPushProducer
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web import resource as _resource
-from twisted.web.http import parse_qs, unquote
+from twisted.web.http import _GenericHTTPChannelProtocol, parse_qs, unquote
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 from zope.interface import Attribute, implementer
+
+from clusternet.proxy._budget import (
+    DEFAULT_BUDGET,
+    MAX_HEADER_BYTES,
+    BudgetedHTTPChannel,
+    ConnectionBudget,
+    MemoryTrimmer,
+    budget_of,
+)
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -39,17 +48,10 @@ __all__ = [
     "switching_protocols",
 ]
 
-# Go's http.Server default MaxHeaderBytes.
-MAX_HEADER_BYTES = 1024 * 1024
-
 # How much request body is held while nobody consumes it (before the
 # upstream connection exists, or while it is paused) before the client
 # connection stops being read.
 BODY_BUFFER_BYTES = 64 * 1024
-
-# After a response that ended before its request body did, how much of the
-# rest of the body is read and thrown away before the connection is closed.
-DRAIN_BYTES = 1024 * 1024
 
 
 class IStreamingResource(IResource):
@@ -226,17 +228,9 @@ class StreamingRequest(Request):
     _expect_continue = False
     _found: IResource | None = None
     _drained = 0
-
-    def __init__(self, channel: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(channel, *args, **kwargs)
-        site = getattr(channel, "site", None)
-        limit = getattr(site, "max_header_bytes", MAX_HEADER_BYTES)
-        # Both are documented instance variables of HTTPChannel; they apply to
-        # the head of the request being created now.
-        if getattr(channel, "totalHeadersSize", limit) < limit:
-            channel.totalHeadersSize = limit
-        if getattr(channel, "MAX_LENGTH", limit) < limit:
-            channel.MAX_LENGTH = limit
+    _body_received = 0
+    _body_withheld = False
+    _drain_call: IDelayedCall | None = None
 
     # Called by HTTPChannel.allHeadersReceived, before any body byte.
     def gotLength(self, length: int | None) -> None:
@@ -314,10 +308,11 @@ class StreamingRequest(Request):
         if not self.streaming:
             super().handleContentChunk(data)
             return
+        self._body_received += len(data)
         if self.finished:
             self._drained += len(data)
-            if self._drained > DRAIN_BYTES and self.channel is not None:
-                self.channel.loseConnection()
+            if self._drained > budget_of(self.channel).max_refused_body:
+                self._close_connection()
             return
         if self.bodyProducer is not None:
             self.bodyProducer.data_received(data)
@@ -327,6 +322,7 @@ class StreamingRequest(Request):
             super().requestReceived(command, path, version)
             return
         self._all_received = True
+        self._cancel_drain_deadline()
         if self.bodyProducer is not None:
             self.bodyProducer.body_done()
         if self._cleanup_pending:
@@ -366,6 +362,9 @@ class StreamingRequest(Request):
             self.setHeader(b"connection", b"close")
             if self.channel is not None:
                 self.channel.persistent = False
+            # A client told nothing after "Expect: 100-continue" must not
+            # send the body now; waiting for it would be waiting for nothing.
+            self._body_withheld = self._expect_continue
             self._expect_continue = False
         super().write(data)
 
@@ -377,10 +376,46 @@ class StreamingRequest(Request):
             if self.bodyProducer is not None:
                 self.bodyProducer.stopProducing()
                 self._resume_reading()
+            self._drain_or_close()
             return
         super()._cleanup()
 
+    def _drain_or_close(self) -> None:
+        """
+        The answer went out before the body came in: read and throw away at
+        most C{max_refused_body} more of it, within C{head_timeout}, so the
+        client can read the answer before the connection closes.
+        """
+        budget = budget_of(self.channel)
+        length = self.bodyProducer.length if self.bodyProducer is not None else None
+        rest = length - self._body_received if isinstance(length, int) else None
+        if self._body_withheld or (rest is not None and rest > budget.max_refused_body):
+            self._close_connection()
+            return
+        call_later = getattr(self.channel, "callLater", None)
+        if budget.head_timeout is not None and call_later is not None:
+            self._drain_call = call_later(budget.head_timeout, self._drain_timed_out)
+
+    def _drain_timed_out(self) -> None:
+        self._drain_call = None
+        self._close_connection()
+
+    def _cancel_drain_deadline(self) -> None:
+        call, self._drain_call = self._drain_call, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _close_connection(self) -> None:
+        channel: Any = getattr(self, "channel", None)
+        if channel is None:
+            return
+        if isinstance(channel, BudgetedHTTPChannel):
+            channel.close_connection()
+        else:
+            channel.loseConnection()
+
     def connectionLost(self, reason: Failure) -> None:
+        self._cancel_drain_deadline()
         if self.bodyProducer is not None:
             self.bodyProducer.connection_lost(reason)
         if self.upgraded or (self.finished and self._cleanup_pending):
@@ -423,8 +458,10 @@ def switching_protocols(
 
 class StreamingSite(Site):
     """
-    A L{Site} whose requests are L{StreamingRequest}s and which accepts
-    request heads of up to C{max_header_bytes}.
+    A L{Site} whose requests are L{StreamingRequest}s and whose connections
+    keep to a L{ConnectionBudget}: request heads of up to
+    C{budget.max_head_bytes}, complete within C{budget.head_timeout}; its
+    C{budget.idle_timeout} is the site's C{timeOut}.
     """
 
     requestFactory = StreamingRequest
@@ -434,13 +471,27 @@ class StreamingSite(Site):
         self,
         resource: IResource,
         *args: Any,
-        max_header_bytes: int = MAX_HEADER_BYTES,
+        budget: ConnectionBudget = DEFAULT_BUDGET,
         access_log: LogLevel | None = LogLevel.info,
         **kwargs: Any,
     ) -> None:
         super().__init__(resource, *args, **kwargs)
-        self.max_header_bytes = max_header_bytes
+        self.budget = budget
+        self.timeOut = budget.idle_timeout
         self.access_log = access_log
+        self.trimmer = MemoryTrimmer(self.reactor) if budget.trim_memory else None
+
+    def stopFactory(self) -> None:
+        if self.trimmer is not None:
+            self.trimmer.stop()
+        super().stopFactory()
+
+    def protocol(self) -> Any:
+        """
+        What twisted.web builds for each connection (a wrapper that could
+        switch to HTTP/2 after ALPN), around a L{BudgetedHTTPChannel}.
+        """
+        return _GenericHTTPChannelProtocol(BudgetedHTTPChannel())
 
     def log(self, request: http.Request) -> None:
         """

@@ -32,7 +32,7 @@ from zope.interface import implementer
 
 from clusternet.health import HealthChecks
 from clusternet.pki import KeyPair, issue_certificate, load_pem_pair, make_ca
-from clusternet.proxy import StreamingSite
+from clusternet.proxy import ConnectionBudget, StreamingSite
 from clusternet.sandbox._aggregator import AggregationRoot, Aggregator
 from clusternet.sandbox._auth_api import IAuthenticator, IAuthorizer, UserInfo
 from clusternet.sandbox._controllers import CRDController, NamespaceController
@@ -480,8 +480,12 @@ class SandboxServer(Service):
             },
         )
         # A line per request at debug, as kube-apiserver logs requests only at -v.
+        # The same connection budget as the hub's defaults (heads, deadlines).
         site = StreamingSite(
-            AggregationRoot(self.api, self.aggregator), access_log=LogLevel.debug
+            AggregationRoot(self.api, self.aggregator),
+            reactor=self._reactor,
+            access_log=LogLevel.debug,
+            budget=ConnectionBudget(),
         )
         site.displayTracebacks = False
         site.noisy = False

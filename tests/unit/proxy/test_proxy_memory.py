@@ -193,6 +193,29 @@ def test_expect_continue_is_sent_only_when_the_body_is_wanted() -> None:
 def test_answering_before_the_body_closes_the_connection_afterwards() -> None:
     recorder = Recorder()
     protocol, transport = connect(make_site(recorder))
+    protocol.dataReceived(b"PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n")
+    request = recorder.requests[0]
+    finished: list[object] = []
+    request.notifyFinish().addBoth(finished.append)
+    request.setResponseCode(403)
+    request.setHeader(b"content-length", b"2")
+    request.write(b"no")
+    request.finish()
+    written = transport.value()
+    assert b"403" in written and b"Connection: close" in written
+    assert not transport.disconnecting
+    protocol.dataReceived(b"0123456789")
+    assert transport.disconnecting
+    assert finished == [None]
+
+
+def test_answering_before_a_withheld_body_closes_at_once() -> None:
+    """
+    After C{Expect: 100-continue} and no C{100}, the client sends no body:
+    the connection is not kept waiting for one.
+    """
+    recorder = Recorder()
+    protocol, transport = connect(make_site(recorder))
     protocol.dataReceived(
         b"PUT /x HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n"
         b"Expect: 100-continue\r\n\r\n"
@@ -207,9 +230,8 @@ def test_answering_before_the_body_closes_the_connection_afterwards() -> None:
     written = transport.value()
     assert b"100 Continue" not in written
     assert b"403" in written and b"Connection: close" in written
-    assert not transport.disconnecting
-    protocol.dataReceived(b"0123456789")
     assert transport.disconnecting
+    protocol.connectionLost(Failure(ConnectionDone()))
     assert finished == [None]
 
 
