@@ -24,7 +24,7 @@ import binascii
 import hashlib
 import os
 
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidTag, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import (
     X25519PrivateKey,
@@ -107,7 +107,7 @@ def load_public_key(pem: str) -> X25519PublicKey:
         raise SealingError("not a PEM public key of a sane size")
     try:
         key = serialization.load_pem_public_key(pem.encode("ascii"))
-    except (ValueError, TypeError, UnicodeEncodeError) as e:
+    except (ValueError, TypeError, UnicodeEncodeError, UnsupportedAlgorithm) as e:
         raise SealingError(f"not a PEM public key: {e}") from None
     if not isinstance(key, X25519PublicKey):
         raise SealingError("the public key is not an X25519 key")

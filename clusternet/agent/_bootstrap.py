@@ -177,7 +177,7 @@ def verify_detached_jws(jws: str, content: bytes, token: str) -> None:
     header_b64, _, signature_b64 = parts
     try:
         header = json.loads(b64url_decode(header_b64))
-    except (JWSError, ValueError):
+    except (JWSError, ValueError, RecursionError):
         raise JWSError("the JWS header is not base64url JSON") from None
     if not isinstance(header, dict):
         raise JWSError("the JWS header is not a JSON object")
@@ -265,17 +265,23 @@ def cluster_info_from_configmap(
     kubeconfig = data.get("kubeconfig")
     if not isinstance(kubeconfig, str) or not kubeconfig:
         raise BootstrapError("cluster-info has no kubeconfig")
+    try:
+        content = kubeconfig.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BootstrapError("the kubeconfig in cluster-info is not UTF-8") from None
     jws = data.get(JWS_KEY_PREFIX + token_id)
     if not isinstance(jws, str) or not jws:
         raise JWSError(
             f"cluster-info carries no signature for token ID {token_id}: the token "
             "does not exist, has expired or is not marked usage-bootstrap-signing"
         )
-    verify_detached_jws(jws, kubeconfig.encode("utf-8"), token)
+    verify_detached_jws(jws, content, token)
     # Signed: now its content may be believed.
     try:
         config = yaml.safe_load(kubeconfig)
-    except yaml.YAMLError:
+    except Exception:
+        # Not only YAMLError: PyYAML also raises ValueError (2001-02-30),
+        # AttributeError ("!!timestamp x") and RecursionError (deep nesting).
         raise BootstrapError("the kubeconfig in cluster-info is not YAML") from None
     clusters = config.get("clusters") if isinstance(config, dict) else None
     if not isinstance(clusters, list) or not clusters:
@@ -291,7 +297,7 @@ def cluster_info_from_configmap(
         )
     try:
         ca_pem = base64.b64decode(ca_b64, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a non-ASCII str
         raise BootstrapError(
             "certificate-authority-data in cluster-info is not base64"
         ) from None
@@ -435,7 +441,7 @@ async def fetch_cluster_info(
         )
     try:
         decoded = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ClusterInfoUnavailable("cluster-info is not JSON") from None
     if not isinstance(decoded, dict) or decoded.get("kind") != "ConfigMap":
         raise ClusterInfoUnavailable("cluster-info is not a ConfigMap")

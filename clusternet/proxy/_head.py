@@ -132,7 +132,7 @@ def serialize_head(
     """
     The wire form of a response head (status line, fields, empty line).
     """
-    out = [version, b" %d " % (code,), phrase, b"\r\n"]
+    out = [version, b" %03d " % (code,), phrase, b"\r\n"]
     for name, value in headers:
         out.extend((name, b": ", value, b"\r\n"))
     out.append(b"\r\n")

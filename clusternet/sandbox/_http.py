@@ -748,14 +748,14 @@ class SandboxAPI(Resource):
         if content_type in ("application/yaml", "application/x-yaml", "text/yaml"):
             try:
                 body = _load_yaml(raw.decode("utf-8"))
-            except (yaml.YAMLError, UnicodeDecodeError) as e:
+            except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
                 raise bad_request(
                     f"the object provided is unrecognized (must be of type {rtype.kind}): couldn't get version/kind; yaml parse error: {e}"
                 ) from None
         elif content_type in ("application/json", "*/*", ""):
             try:
                 body = json.loads(raw.decode("utf-8"))
-            except (ValueError, UnicodeDecodeError) as e:
+            except (ValueError, UnicodeDecodeError, RecursionError) as e:
                 text = raw.decode("utf-8", "replace")
                 raise bad_request(
                     f"the object provided is unrecognized (must be of type {rtype.kind}): "
@@ -1220,7 +1220,7 @@ class SandboxAPI(Resource):
                 patch = _load_yaml(raw.decode("utf-8"))
             else:
                 patch = json.loads(raw.decode("utf-8"))
-        except (ValueError, yaml.YAMLError, UnicodeDecodeError) as e:
+        except (ValueError, yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
             raise bad_request(f"error decoding patch: {e}") from None
         dry_run = query.get("dryRun") == "All"
         manager = self._manager(request, query)
@@ -1378,7 +1378,7 @@ class SandboxAPI(Resource):
         if raw.strip():
             try:
                 parsed = json.loads(raw.decode("utf-8"))
-            except (ValueError, UnicodeDecodeError) as e:
+            except (ValueError, UnicodeDecodeError, RecursionError) as e:
                 raise bad_request(f"error decoding DeleteOptions: {e}") from None
             if isinstance(parsed, dict):
                 options = parsed
@@ -1620,7 +1620,7 @@ _Yaml12Loader.add_implicit_resolver(
 def _load_yaml(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506
 
 

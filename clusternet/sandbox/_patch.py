@@ -7,9 +7,10 @@ kinds, and server-side apply with managed fields.
 from __future__ import annotations
 
 import copy
+import functools
 import json
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, ParamSpec, TypeVar
 
 __all__ = [
     "PatchError",
@@ -35,9 +36,30 @@ class PatchError(ValueError):
         self.code = code
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _bounded_depth(apply: Callable[_P, _R]) -> Callable[_P, _R]:
+    """
+    C{apply}, with a document nested deeper than Python recurses refused as a
+    L{PatchError} (400) rather than a L{RecursionError}.
+    """
+
+    @functools.wraps(apply)
+    def bounded(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return apply(*args, **kwargs)
+        except RecursionError:
+            raise PatchError("the object or the patch is nested too deeply") from None
+
+    return bounded
+
+
 # --- JSON merge patch ---------------------------------------------------------
 
 
+@_bounded_depth
 def apply_merge_patch(target: JSON, patch: JSON) -> JSON:
     """
     RFC 7386: maps merge recursively, C{null} deletes, anything else replaces.
@@ -90,8 +112,10 @@ def _pointer(path: object) -> list[str]:
 def _index(container: list[Any], part: str, allow_end: bool) -> int:
     if part == "-" and allow_end:
         return len(container)
-    if not part.isdigit() or (len(part) > 1 and part[0] == "0"):
-        raise PatchError(f"invalid array index {part!r}")
+    if not (part.isascii() and part.isdigit()) or (len(part) > 1 and part[0] == "0"):
+        raise PatchError(f"invalid array index {part[:20]!r}")
+    if len(part) > len(str(len(container))):
+        raise PatchError(f"array index out of bounds: {part[:20]}")
     index = int(part)
     if index > len(container) or (index == len(container) and not allow_end):
         raise PatchError(f"array index out of bounds: {index}")
@@ -167,6 +191,7 @@ def _remove(doc: JSON, parts: list[str]) -> JSON:
     return doc
 
 
+@_bounded_depth
 def apply_json_patch(target: JSON, patch: JSON) -> JSON:
     """
     RFC 6902, with the real server's leniency: C{replace} of a missing key adds it.
@@ -242,6 +267,7 @@ def _merge_key(field: str, items: Iterable[JSON]) -> str | None:
     return MERGE_KEYS.get(field)
 
 
+@_bounded_depth
 def apply_strategic_merge_patch(target: JSON, patch: JSON) -> JSON:
     """
     Strategic merge patch for the built-in kinds: maps merge, lists with a merge
@@ -286,7 +312,7 @@ def _smp_map(target: dict[str, JSON], patch: dict[str, JSON]) -> dict[str, JSON]
         else:
             target[key] = value
     if isinstance(retain, list):
-        keep = set(retain)
+        keep = {k for k in retain if isinstance(k, str)}
         for key in list(target):
             if key not in keep:
                 del target[key]
@@ -522,6 +548,7 @@ def _strip_empty(obj: JSON) -> JSON:
     return obj
 
 
+@_bounded_depth
 def server_side_apply(
     live: dict[str, Any],
     applied: dict[str, Any],

@@ -203,7 +203,7 @@ def _refusal_message(code: int, phrase: bytes, body: bytes) -> str:
         status = json.loads(body)
         if isinstance(status, dict) and isinstance(status.get("message"), str):
             detail = status["message"]
-    except ValueError:
+    except (ValueError, RecursionError):
         detail = body.decode("utf-8", "replace")
     detail = " ".join(detail.split())[:300]
     text = f"tunnel upgrade refused ({code} {phrase.decode('latin-1', 'replace')})"

@@ -762,3 +762,31 @@ def test_a_list_of_one_name_is_authorized_for_that_name(
             UserInfo("u"), "GET", "/api/v1/namespaces/kube-system/configmaps", query
         )
         assert (attributes.verb, attributes.name) == (verb, name)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content_type"),
+    [
+        ("POST", "/api/v1/namespaces/ns/configmaps", "application/json"),
+        ("POST", "/api/v1/namespaces/ns/configmaps", "application/yaml"),
+        (
+            "PATCH",
+            "/api/v1/namespaces/ns/configmaps/c1",
+            "application/merge-patch+json",
+        ),
+        ("DELETE", "/api/v1/namespaces/ns/configmaps/c1", "application/json"),
+    ],
+)
+def test_a_body_nested_too_deep_is_400_not_a_crash(
+    h: Harness, method: str, path: str, content_type: str
+) -> None:
+    """
+    Found by the fuzzing campaign: the JSON decoder's RecursionError on a body
+    of many nested arrays is a 400 like any undecodable body.
+    """
+    h.request("POST", "/api/v1/namespaces/ns/configmaps", cm("c1", a="1"))
+    code, body, _ = h.request(
+        method, path, b"[" * 100_000 + b"]" * 100_000, content_type=content_type
+    )
+    assert code == 400, body
+    assert body["kind"] == "Status"
