@@ -204,7 +204,7 @@ def attack_big_heads(fleet: Fleet, deadline: float) -> Any:
             conn = context.wrap_socket(raw, server_hostname="localhost")
             conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ")
             chunk = b"a" * 65536
-            for _ in range(16):
+            for _ in range(15):  # 960 KiB: unfinished, under the 1 MiB limit
                 conn.sendall(chunk)
             sent += 1
             sockets.append(conn)
@@ -366,6 +366,38 @@ def main() -> int:
             "--clusterrole=bench-reach",
             "--group=team",
         )
+        # ... and one the attacked child lets read and watch configmaps, so
+        # that its watches hold their streams.
+        watcher = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "bench-watch"},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "verbs": ["get", "list", "watch"],
+                }
+            ],
+        }
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "bench-watch"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "bench-watch",
+            },
+            "subjects": [
+                {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Group",
+                    "name": "team",
+                }
+            ],
+        }
+        fleet.apply(fleet.child_clusters[0], [watcher, binding])
         context = tls_context(fleet, cert, key)
         url = fleet.parent.url
         hostile = Client(url, context)

@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import Any
 
-from clusternet._cli_fleet import _api_client, _kubeconfig_path
+from clusternet._cli_fleet import configure_parent, parent_client
 from clusternet.apis import (
     CLUSTERS_GROUP,
     CLUSTERS_VERSION,
@@ -72,9 +72,8 @@ def _decide(args: argparse.Namespace, result: str, message: str) -> int:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    api: Any = client.CustomObjectsApi(
-        _api_client(_kubeconfig_path(args.kubeconfig), args.context)
-    )
+    _, api_client = parent_client(args)
+    api: Any = client.CustomObjectsApi(api_client)
     request = find_request(_requests(api), args.request)
     name = request["metadata"]["name"]
     current = (request.get("status") or {}).get("result")
@@ -102,13 +101,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "request", help="the request's name, its cluster ID or its cluster name"
     )
-    parser.add_argument(
-        "--kubeconfig",
-        help="the parent's kubeconfig (default: $KUBECONFIG or ~/.kube/config)",
-    )
-    parser.add_argument(
-        "--context", help="context of the parent kubeconfig (default: current)"
-    )
+    configure_parent(parser)
 
 
 def _configure_deny(parser: argparse.ArgumentParser) -> None:

@@ -1,6 +1,11 @@
 """
 C{clusternet kubeconfig} and C{clusternet get clusters}: the fleet as a user of
-the parent cluster sees it.
+the parent cluster sees it. C{kubectl clusternet} (L{clusternet.kubectl_plugin})
+runs the same commands.
+
+The parent is chosen as kubectl chooses it (L{load_parent_kubeconfig}):
+C{--kubeconfig}, else the files of C{$KUBECONFIG} merged, else
+C{~/.kube/config}; C{--context}, else the current context.
 
 These are short-lived commands, so they call the C{kubernetes} client directly
 (there is no reactor to keep free).
@@ -21,6 +26,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +49,22 @@ PROXY_PREFIX = "/apis/proxies.clusternet.io/v1alpha1/sockets"
 MCLS = ("clusters.clusternet.io", "v1beta1", "managedclusters")
 
 
-def _kubeconfig_path(explicit: str | None) -> Path:
+def kubeconfig_files(
+    explicit: str | None, environ: Mapping[str, str] | None = None
+) -> tuple[list[Path], bool]:
+    """
+    The kubeconfig files to read, as kubectl picks them, and whether each must
+    exist: C{--kubeconfig} alone (it must), else every file of C{$KUBECONFIG}
+    (a list split on C{os.pathsep}; missing ones are skipped), else
+    C{~/.kube/config} (it must).
+    """
     if explicit:
-        return Path(explicit)
-    env = os.environ.get("KUBECONFIG", "")
-    if env:
-        return Path(env.split(os.pathsep)[0])
-    return Path.home() / ".kube" / "config"
+        return [Path(explicit).expanduser()], True
+    env = (os.environ if environ is None else environ).get("KUBECONFIG", "")
+    listed = [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    if listed:
+        return listed, False
+    return [Path.home() / ".kube" / "config"], True
 
 
 def _load_kubeconfig(path: Path) -> dict[str, Any]:
@@ -61,9 +76,91 @@ def _load_kubeconfig(path: Path) -> dict[str, Any]:
         config = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise CommandError(f"kubeconfig {path} is not valid YAML: {e}") from None
+    if config is None:
+        config = {}
     if not isinstance(config, dict):
         raise CommandError(f"kubeconfig {path} is not a kubeconfig")
     return config
+
+
+@frozen
+class ParentKubeconfig:
+    """
+    The parent's kubeconfig as kubectl sees it.
+
+    @ivar config: the files merged, their file references made absolute.
+    @ivar files: the files read, in order.
+    """
+
+    config: dict[str, Any]
+    files: tuple[Path, ...]
+
+    @property
+    def source(self) -> str:
+        """
+        How messages name it.
+        """
+        return os.pathsep.join(str(f) for f in self.files)
+
+
+_KUBECONFIG_LISTS = (("clusters", "cluster"), ("users", "user"), ("contexts", None))
+
+
+def merge_kubeconfigs(configs: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    """
+    Merge kubeconfig files with kubectl's rules (client-go's loader): the first
+    file to name a cluster, user or context wins, and so does the first to set
+    C{current-context}. File references (and an C{exec} command given as a
+    relative path) are made absolute against the folder of the file that holds
+    them, as kubectl resolves them.
+
+    The C{kubernetes} client's own loader merges the same lists, but takes
+    C{current-context} from the last file that sets it; kubectl's rule wins here.
+    """
+    merged: dict[str, Any] = {"apiVersion": "v1", "kind": "Config"}
+    for key, _ in _KUBECONFIG_LISTS:
+        merged[key] = []
+    for path, config in configs:
+        base = path.parent
+        for key, inner in _KUBECONFIG_LISTS:
+            known = {e.get("name") for e in merged[key]}
+            for entry in config.get(key) or []:
+                if not isinstance(entry, dict) or entry.get("name") in known:
+                    continue
+                known.add(entry.get("name"))
+                if inner and isinstance(entry.get(inner), dict):
+                    entry = {**entry, inner: _resolve_references(entry[inner], base)}
+                merged[key].append(entry)
+        if config.get("current-context") and not merged.get("current-context"):
+            merged["current-context"] = config["current-context"]
+    return merged
+
+
+def _resolve_references(entry: dict[str, Any], base: Path) -> dict[str, Any]:
+    fixed = _absolute_paths(entry, base)
+    command = (fixed.get("exec") or {}).get("command")
+    if isinstance(command, str) and os.sep in command and not os.path.isabs(command):
+        fixed["exec"] = {**fixed["exec"], "command": str((base / command).resolve())}
+    return fixed
+
+
+def load_parent_kubeconfig(
+    explicit: str | None, environ: Mapping[str, str] | None = None
+) -> ParentKubeconfig:
+    """
+    Read the parent's kubeconfig as kubectl would: L{kubeconfig_files}, merged
+    by L{merge_kubeconfigs}.
+    """
+    paths, required = kubeconfig_files(explicit, environ)
+    configs = [
+        (path, _load_kubeconfig(path)) for path in paths if required or path.exists()
+    ]
+    if not configs:
+        listed = os.pathsep.join(str(p) for p in paths)
+        raise CommandError(f"no kubeconfig: none of $KUBECONFIG ({listed}) exists")
+    return ParentKubeconfig(
+        merge_kubeconfigs(configs), tuple(path for path, _ in configs)
+    )
 
 
 def _named(
@@ -75,13 +172,27 @@ def _named(
     raise CommandError(f"kubeconfig has no {what} named {name!r}")
 
 
-def _api_client(path: Path, context: str | None) -> Any:
+def _api_client(parent: ParentKubeconfig, context: str | None) -> Any:
+    """
+    A client for C{context} of C{parent} (its current context by default).
+
+    The C{kubernetes} loader reads the files again itself (so relative paths,
+    exec plugins and refreshed tokens work as it knows how), merging them by
+    the same first-name-wins rule; only the current context is given to it, the
+    one kubectl picks.
+    """
     from kubernetes import config
 
+    context = context or parent.config.get("current-context")
+    if not context:
+        raise CommandError(
+            f"kubeconfig {parent.source} has no current context; pass --context"
+        )
+    _named(parent.config.get("contexts"), context, "context")
     try:
-        return config.new_client_from_config(config_file=str(path), context=context)
+        return config.new_client_from_config(config_file=parent.source, context=context)
     except Exception as e:  # the loader raises many kinds; report one line
-        raise CommandError(f"cannot use kubeconfig {path}: {e}") from None
+        raise CommandError(f"cannot use kubeconfig {parent.source}: {e}") from None
 
 
 def _list_managed_clusters(api_client: Any) -> list[dict[str, Any]]:
@@ -320,17 +431,43 @@ def build_child_kubeconfig(
     }
 
 
-def _configure_kubeconfig(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "cluster", help="cluster name or ID, as `clusternet get clusters` lists"
-    )
+def _front(parser: argparse.ArgumentParser) -> str:
+    """
+    The command a subcommand's parser belongs to (C{clusternet} or
+    C{kubectl clusternet}), for help texts that name it.
+    """
+    return parser.prog.rsplit(" ", 1)[0]
+
+
+def configure_parent(parser: argparse.ArgumentParser) -> None:
+    """
+    Add C{--kubeconfig} and C{--context}, which choose the parent as kubectl does.
+    """
     parser.add_argument(
         "--kubeconfig",
-        help="the parent's kubeconfig (default: $KUBECONFIG or ~/.kube/config)",
+        help="the parent's kubeconfig (default: the files of $KUBECONFIG, "
+        "merged as kubectl merges them, or ~/.kube/config)",
     )
     parser.add_argument(
         "--context", help="context of the parent kubeconfig (default: current)"
     )
+
+
+def parent_client(args: argparse.Namespace) -> tuple[ParentKubeconfig, Any]:
+    """
+    The parent's kubeconfig and a C{kubernetes} client for it, from the options
+    of L{configure_parent}.
+    """
+    parent = load_parent_kubeconfig(args.kubeconfig)
+    return parent, _api_client(parent, args.context)
+
+
+def _configure_kubeconfig(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "cluster",
+        help=f"cluster name or ID, as `{_front(parser)} get clusters` lists",
+    )
+    configure_parent(parser)
     parser.add_argument(
         "--mode",
         choices=("direct", "http", "https"),
@@ -340,14 +477,29 @@ def _configure_kubeconfig(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--target", help="HOST:PORT for --mode http/https")
     parser.add_argument(
-        "-o", "--output", help="file to write (default: standard output)"
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="file to write, mode 0600 (default: standard output)",
     )
 
 
+def _write_private(path: Path, text: str) -> None:
+    """
+    Write credentials to C{path}, readable only by the user from the start.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        path.chmod(0o600)
+    except OSError as e:
+        raise CommandError(f"cannot write {path}: {e.strerror}") from None
+
+
 def _run_kubeconfig(args: argparse.Namespace) -> int:
-    path = _kubeconfig_path(args.kubeconfig)
-    parent = _load_kubeconfig(path)
-    view = read_fleet(_api_client(path, args.context))
+    parent, api_client = parent_client(args)
+    view = read_fleet(api_client)
     if not view.verified:
         warn_about(view)
     mcls = resolve_cluster(view.clusters, args.cluster)
@@ -355,8 +507,8 @@ def _run_kubeconfig(args: argparse.Namespace) -> int:
     if not cluster_id:
         raise CommandError(f"cluster {args.cluster!r} has no spec.clusterId yet")
     config = build_child_kubeconfig(
-        parent,
-        path,
+        parent.config,
+        parent.files[0],
         args.context,
         cluster_id,
         _cluster_name(mcls),
@@ -366,8 +518,7 @@ def _run_kubeconfig(args: argparse.Namespace) -> int:
     text = yaml.safe_dump(config, sort_keys=False)
     if args.output:
         out = Path(args.output)
-        out.write_text(text)
-        out.chmod(0o600)
+        _write_private(out, text)
         print(f"wrote {out}: kubectl --kubeconfig {out} get ns", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -413,85 +564,175 @@ def _sockets(api_client: Any) -> dict[str, dict[str, Any]]:
     return {i["metadata"]["name"]: i for i in (listed or {}).get("items", [])}
 
 
+def cluster_items(
+    clusters: list[dict[str, Any]],
+    sockets: dict[str, dict[str, Any]],
+    now: float,
+    verified: bool = True,
+) -> list[dict[str, Any]]:
+    """
+    What C{get clusters} shows of each ManagedCluster and its tunnel, by name:
+    the items of C{-o json} and C{-o yaml}, from which the tables are made.
+    Times are as the objects give them (RFC 3339); C{tunnel.age} is how long
+    the tunnel has been attached, as the TUNNEL column shows it.
+    """
+    items = []
+    for mcls in sorted(clusters, key=_cluster_name):
+        status = mcls.get("status") or {}
+        cluster_id = (mcls.get("spec") or {}).get("clusterId") or ""
+        socket = sockets.get(cluster_id) if cluster_id else None
+        tunnel = (socket or {}).get("status") or {}
+        since = tunnel.get("attachedSince") or None
+        items.append(
+            {
+                "name": _cluster_name(mcls),
+                "clusterId": cluster_id,
+                "namespace": mcls["metadata"].get("namespace", ""),
+                "ready": _ready(mcls),
+                "kubernetesVersion": status.get("k8sVersion") or None,
+                "platform": status.get("platform") or None,
+                "lastHeartbeat": status.get("lastObservedTime") or None,
+                "parent": status.get("parentAPIServerURL") or None,
+                "verified": verified,
+                "tunnel": {
+                    "attached": socket is not None,
+                    "peer": tunnel.get("peer") or None,
+                    "since": since,
+                    "age": _age(since, now) if since else None,
+                    "streams": tunnel.get("openStreams"),
+                    "attachedBy": tunnel.get("attachedBy") or None,
+                },
+            }
+        )
+    return items
+
+
+OUTPUT_FORMATS = ("wide", "json", "yaml")
+COLUMNS = (
+    "NAME",
+    "CLUSTER-ID",
+    "NAMESPACE",
+    "READY",
+    "KUBERNETES",
+    "PLATFORM",
+    "HEARTBEAT",
+    "TUNNEL",
+)
+WIDE_COLUMNS = ("PEER", "STREAMS", "ATTACHED-BY", "PARENT")
+
+
+def cluster_header(verified: bool = True, wide: bool = False) -> list[str]:
+    return [
+        *COLUMNS,
+        *(WIDE_COLUMNS if wide else ()),
+        *([] if verified else ["VERIFIED"]),
+    ]
+
+
+def _row(item: dict[str, Any], now: float, wide: bool) -> list[str]:
+    tunnel = item["tunnel"]
+    row = [
+        item["name"],
+        item["clusterId"],
+        item["namespace"],
+        item["ready"],
+        item["kubernetesVersion"] or "-",
+        item["platform"] or "-",
+        _age(item["lastHeartbeat"], now),
+        tunnel["age"] or "-",
+    ]
+    if wide:
+        streams = tunnel["streams"]
+        row += [
+            tunnel["peer"] or "-",
+            "-" if streams is None else str(streams),
+            tunnel["attachedBy"] or "-",
+            item["parent"] or "-",
+        ]
+    if not item["verified"]:
+        row.append("no")
+    return row
+
+
 def cluster_rows(
     clusters: list[dict[str, Any]],
     sockets: dict[str, dict[str, Any]],
     now: float,
     verified: bool = True,
+    wide: bool = False,
 ) -> list[list[str]]:
     """
-    One row per ManagedCluster; unless C{verified}, with a last column
-    VERIFIED saying C{no}.
+    One row per ManagedCluster, under L{cluster_header}: with C{wide}, the
+    tunnel's peer, open streams and the user that attached it, and the parent
+    the agent says it registered with (C{status.parentAPIServerURL});
+    unless C{verified}, a last column VERIFIED saying C{no}.
     """
-    rows = []
-    for mcls in sorted(clusters, key=_cluster_name):
-        status = mcls.get("status") or {}
-        cluster_id = (mcls.get("spec") or {}).get("clusterId", "")
-        socket = sockets.get(cluster_id)
-        since = (
-            _age((socket or {}).get("status", {}).get("attachedSince"), now)
-            if socket
-            else "-"
-        )
-        rows.append(
-            [
-                _cluster_name(mcls),
-                cluster_id,
-                mcls["metadata"].get("namespace", ""),
-                _ready(mcls),
-                status.get("k8sVersion") or "-",
-                status.get("platform") or "-",
-                _age(status.get("lastObservedTime"), now),
-                since,
-                *([] if verified else ["no"]),
-            ]
-        )
-    return rows
+    items = cluster_items(clusters, sockets, now, verified)
+    return [_row(item, now, wide) for item in items]
 
 
-def _print_table(header: list[str], rows: list[list[str]]) -> None:
+def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        print(
-            "   ".join(
-                str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
-            ).rstrip()
+    return "".join(
+        "   ".join(
+            str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
+        + "\n"
+        for row in [header, *rows]
+    )
+
+
+def render_clusters(
+    items: list[dict[str, Any]],
+    output: str | None,
+    now: float,
+    verified: bool = True,
+) -> str:
+    """
+    The text of C{get clusters -o OUTPUT}: a table (C{None}, C{wide}), or a
+    C{List} of L{cluster_items} (C{json}, C{yaml}) as kubectl prints lists.
+    """
+    if output in ("json", "yaml"):
+        listed = {"apiVersion": "v1", "kind": "List", "items": items}
+        if output == "json":
+            return json.dumps(listed, indent=4) + "\n"
+        return yaml.safe_dump(listed, sort_keys=False)
+    if output not in (None, "wide"):
+        raise CommandError(
+            f"unable to match a printer suitable for the output format "
+            f"{output!r}, allowed formats are: {','.join(OUTPUT_FORMATS)}"
         )
+    wide = output == "wide"
+    return _table(
+        cluster_header(verified, wide), [_row(item, now, wide) for item in items]
+    )
 
 
 def _configure_get(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("what", choices=("clusters",), help="what to list")
+    configure_parent(parser)
     parser.add_argument(
-        "--kubeconfig",
-        help="the parent's kubeconfig (default: $KUBECONFIG or ~/.kube/config)",
-    )
-    parser.add_argument(
-        "--context", help="context of the parent kubeconfig (default: current)"
+        "-o",
+        "--output",
+        choices=OUTPUT_FORMATS,
+        help="wide: a table with the tunnel's peer, streams and user, and the "
+        "parent the agent registered with; json, yaml: a List of the clusters' "
+        "data (default: a table)",
     )
 
 
 def _run_get(args: argparse.Namespace) -> int:
-    api_client = _api_client(_kubeconfig_path(args.kubeconfig), args.context)
+    _, api_client = parent_client(args)
     view = read_fleet(api_client)
     warn_about(view)
-    header = [
-        "NAME",
-        "CLUSTER-ID",
-        "NAMESPACE",
-        "READY",
-        "KUBERNETES",
-        "PLATFORM",
-        "HEARTBEAT",
-        "TUNNEL",
-        *([] if view.verified else ["VERIFIED"]),
-    ]
-    if not view.clusters:
+    output = getattr(args, "output", None)
+    if not view.clusters and output in (None, "wide"):
         print("No clusters registered.", file=sys.stderr)
         return 0
-    _print_table(
-        header,
-        cluster_rows(view.clusters, _sockets(api_client), time.time(), view.verified),
-    )
+    now = time.time()
+    sockets = _sockets(api_client) if view.clusters else {}
+    items = cluster_items(view.clusters, sockets, now, view.verified)
+    sys.stdout.write(render_clusters(items, output, now, view.verified))
     return 0
 
 
@@ -506,7 +747,7 @@ register(
 register(
     Command(
         "get",
-        "list the fleet: `clusternet get clusters`",
+        "list the fleet: `get clusters` (-o wide|json|yaml)",
         _configure_get,
         _run_get,
     )

@@ -115,7 +115,9 @@ DEFAULT_BUDGET = ConnectionBudget()
 # How many bytes of dropped head buffers make a trim worth it, how long after
 # that it waits for the rest of a burst of closing connections, and how often
 # one may run at most.
-TRIM_AFTER_BYTES = 64 * 1024 * 1024
+TRIM_AFTER_BYTES = 4 * 1024 * 1024
+# What a closed connection counts towards a trim besides its unfinished head.
+CONNECTION_FOOTPRINT = 32 * 1024
 TRIM_SETTLE = 1.0
 TRIM_INTERVAL = 10.0
 
@@ -457,8 +459,11 @@ class BudgetedHTTPChannel(HTTPChannel):
         dropped = len(self.clearLineBuffer()) + sum(map(len, self._dataBuffer))
         self._dataBuffer = []
         trimmer = getattr(getattr(self, "site", None), "trimmer", None)
-        if dropped and isinstance(trimmer, MemoryTrimmer):
-            trimmer.freed(dropped)
+        if isinstance(trimmer, MemoryTrimmer):
+            # What a closed connection leaves besides its head: TLS state and
+            # buffers of its own (a burst of a few hundred closing connections
+            # is worth a trim too).
+            trimmer.freed(dropped + CONNECTION_FOOTPRINT)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = True

@@ -12,6 +12,7 @@ import yaml
 from clusternet import _cli_fleet, cli
 from clusternet._cli_fleet import (
     CannotVerify,
+    ParentKubeconfig,
     build_child_kubeconfig,
     child_server_url,
     cluster_rows,
@@ -231,7 +232,12 @@ class FakeParent:
                 raise CannotVerify("cannot list namespaces (403 Forbidden)")
             return namespaces
 
-        monkeypatch.setattr(_cli_fleet, "_api_client", lambda path, context: self)
+        monkeypatch.setattr(
+            _cli_fleet,
+            "load_parent_kubeconfig",
+            lambda explicit: ParentKubeconfig(PARENT, (Path(explicit),)),
+        )
+        monkeypatch.setattr(_cli_fleet, "_api_client", lambda parent, context: self)
         monkeypatch.setattr(_cli_fleet, "_list_managed_clusters", lambda c: clusters)
         monkeypatch.setattr(_cli_fleet, "_list_dedicated_namespaces", dedicated)
         monkeypatch.setattr(_cli_fleet, "_list_registration_requests", lambda c: [])
@@ -321,3 +327,257 @@ def test_listing_the_dedicated_namespaces(monkeypatch: pytest.MonkeyPatch) -> No
     FakeCoreV1.answer = ApiException(status=500, reason="Internal Server Error")
     with pytest.raises(CommandError, match="listing namespaces failed: 500"):
         _cli_fleet._list_dedicated_namespaces(object())
+
+
+# --- output formats ---------------------------------------------------------------
+
+SOCKET_B_FULL = {
+    "metadata": {"name": B_ID},
+    "status": {
+        "peer": "10.1.2.3:40112",
+        "attachedSince": "2026-11-26T19:00:00Z",
+        "openStreams": 2,
+        "attachedBy": "system:serviceaccount:clusternet-b1b2b:agent",
+    },
+}
+GENUINE_B_FULL = {
+    **GENUINE_B,
+    "status": {
+        **GENUINE_B["status"],
+        "platform": "linux/arm64",
+        "parentAPIServerURL": "https://parent.example:6443",
+        "lastObservedTime": "2026-11-26T19:04:00Z",
+    },
+}
+NOW = 1795719600.0 + 300  # 2026-11-26T19:05:00Z
+
+
+def test_items_carry_the_cluster_and_its_tunnel() -> None:
+    a, b = _cli_fleet.cluster_items([GENUINE_B_FULL, MCLS], {B_ID: SOCKET_B_FULL}, NOW)
+    assert a["name"] == "edge-1" and a["tunnel"] == {
+        "attached": False,
+        "peer": None,
+        "since": None,
+        "age": None,
+        "streams": None,
+        "attachedBy": None,
+    }
+    assert b == {
+        "name": "edge-2",
+        "clusterId": B_ID,
+        "namespace": "clusternet-b1b2b",
+        "ready": "Unknown",
+        "kubernetesVersion": "v1.31.4",
+        "platform": "linux/arm64",
+        "lastHeartbeat": "2026-11-26T19:04:00Z",
+        "parent": "https://parent.example:6443",
+        "verified": True,
+        "tunnel": {
+            "attached": True,
+            "peer": "10.1.2.3:40112",
+            "since": "2026-11-26T19:00:00Z",
+            "age": "5m",
+            "streams": 2,
+            "attachedBy": "system:serviceaccount:clusternet-b1b2b:agent",
+        },
+    }
+
+
+def test_wide_rows_add_the_tunnel_s_peer_streams_user_and_the_parent() -> None:
+    sockets = {B_ID: SOCKET_B_FULL}
+    narrow = cluster_rows([GENUINE_B_FULL, MCLS], sockets, NOW)
+    wide = cluster_rows([GENUINE_B_FULL, MCLS], sockets, NOW, wide=True)
+    assert [row[:8] for row in wide] == narrow
+    assert [row[8:] for row in wide] == [
+        ["-", "-", "-", "-"],
+        [
+            "10.1.2.3:40112",
+            "2",
+            "system:serviceaccount:clusternet-b1b2b:agent",
+            "https://parent.example:6443",
+        ],
+    ]
+    assert _cli_fleet.cluster_header(wide=True)[8:] == [
+        "PEER",
+        "STREAMS",
+        "ATTACHED-BY",
+        "PARENT",
+    ]
+    unverified = cluster_rows([MCLS], {}, NOW, verified=False, wide=True)
+    assert unverified[0][-1] == "no"
+    assert _cli_fleet.cluster_header(False, True)[-1] == "VERIFIED"
+
+
+def test_json_and_yaml_are_a_list_of_the_items() -> None:
+    items = _cli_fleet.cluster_items([MCLS], {}, NOW)
+    for output, load in (("json", json.loads), ("yaml", yaml.safe_load)):
+        listed = load(_cli_fleet.render_clusters(items, output, NOW))
+        assert listed == {"apiVersion": "v1", "kind": "List", "items": items}
+    with pytest.raises(CommandError, match="allowed formats are: wide,json,yaml"):
+        _cli_fleet.render_clusters(items, "name", NOW)
+
+
+def test_the_table_aligns_columns_under_the_header() -> None:
+    items = _cli_fleet.cluster_items([MCLS, GENUINE_B_FULL], {}, NOW)
+    header, *rows = _cli_fleet.render_clusters(items, None, NOW).splitlines()
+    assert header.split() == list(_cli_fleet.COLUMNS)
+    tunnel = header.index("TUNNEL")
+    assert [row[tunnel:] for row in rows] == ["-", "-"]
+
+
+@pytest.mark.parametrize("output", ["json", "yaml"])
+def test_get_clusters_as_data(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    output: str,
+) -> None:
+    FakeParent(monkeypatch, [MCLS, FORGED_B, GENUINE_B], DEDICATED)
+    assert cli.main(["get", "clusters", "--kubeconfig", "k", "-o", output]) == 0
+    out, err = capsys.readouterr()
+    listed = json.loads(out) if output == "json" else yaml.safe_load(out)
+    assert listed["kind"] == "List"
+    assert [(i["name"], i["namespace"]) for i in listed["items"]] == [
+        ("edge-1", "clusternet-x1y2z"),
+        ("edge-2", "clusternet-b1b2b"),
+    ]
+    assert listed["items"][1]["tunnel"]["attached"] is True
+    assert "ignoring ManagedCluster clusternet-x1y2z/edge-2" in err
+
+
+def test_get_clusters_wide(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    FakeParent(monkeypatch, [FORGED_B, GENUINE_B], None)
+    assert cli.main(["get", "clusters", "--kubeconfig", "k", "-o", "wide"]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header.split()[8:] == [
+        "PEER",
+        "STREAMS",
+        "ATTACHED-BY",
+        "PARENT",
+        "VERIFIED",
+    ]
+    assert len(rows) == 2
+
+
+def test_no_clusters_is_an_empty_list_as_data(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    FakeParent(monkeypatch, [], DEDICATED)
+    assert cli.main(["get", "clusters", "--kubeconfig", "k", "-o", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["items"] == []
+    assert cli.main(["get", "clusters", "--kubeconfig", "k"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and err == "No clusters registered.\n"
+
+
+def test_written_kubeconfig_is_private(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    FakeParent(monkeypatch, [MCLS], DEDICATED)
+    out = tmp_path / "edge-1.kubeconfig"
+    assert cli.main(["kubeconfig", "edge-1", "--kubeconfig", "k", "-o", str(out)]) == 0
+    assert out.stat().st_mode & 0o777 == 0o600
+    written = yaml.safe_load(out.read_text())
+    assert written["clusters"][0]["cluster"]["server"].endswith(
+        f"/sockets/{ID}/proxy/direct"
+    )
+    assert f"wrote {out}" in capsys.readouterr().err
+
+
+# --- choosing the parent's kubeconfig as kubectl does -----------------------------
+
+
+def _kubeconfig(
+    path: Path, context: str, server: str, current: str | None = None
+) -> Path:
+    """
+    A kubeconfig with relative file references (which exist) and an exec plugin
+    given by a relative path (which does not run: the token comes first).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (path.parent / "token").write_text(f"token-of-{context}")
+    (path.parent / "ca.crt").write_text("a CA, not read before a call")
+    config: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": context,
+                "cluster": {"server": server, "certificate-authority": "ca.crt"},
+            }
+        ],
+        "users": [
+            {
+                "name": context,
+                "user": {
+                    "tokenFile": "token",
+                    "exec": {"command": "./bin/login", "apiVersion": "v1"},
+                },
+            }
+        ],
+        "contexts": [
+            {"name": context, "context": {"cluster": context, "user": context}}
+        ],
+    }
+    if current is not None:
+        config["current-context"] = current
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_kubeconfig_files_follow_kubectl(tmp_path: Path) -> None:
+    files = _cli_fleet.kubeconfig_files
+    assert files("x", {"KUBECONFIG": "a:b"}) == ([Path("x")], True)
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert files(None, {"KUBECONFIG": f"{a}::{b}"}) == ([a, b], False)
+    assert files(None, {}) == ([Path.home() / ".kube" / "config"], True)
+    assert files(None, {"KUBECONFIG": ""})[0] == [Path.home() / ".kube" / "config"]
+
+
+def test_kubeconfig_list_merges_first_wins(tmp_path: Path) -> None:
+    first = _kubeconfig(tmp_path / "one" / "config", "parent", "https://p:6443")
+    second = _kubeconfig(
+        tmp_path / "two" / "config", "parent", "https://decoy:6443", "parent"
+    )
+    other = _kubeconfig(tmp_path / "three" / "config", "other", "https://o", "other")
+    env = {"KUBECONFIG": f"{tmp_path / 'missing'}:{first}:{second}:{other}"}
+    parent = _cli_fleet.load_parent_kubeconfig(None, env)
+    assert parent.files == (first, second, other)
+    config = parent.config
+    # the first file that sets current-context wins (the kubernetes client's
+    # loader would take the last)
+    assert config["current-context"] == "parent"
+    assert [c["name"] for c in config["clusters"]] == ["parent", "other"]
+    cluster = config["clusters"][0]["cluster"]
+    assert cluster["server"] == "https://p:6443"
+    assert cluster["certificate-authority"] == str(first.parent / "ca.crt")
+    user = config["users"][0]["user"]
+    assert user["tokenFile"] == str(first.parent / "token")
+    assert user["exec"]["command"] == str(first.parent / "bin" / "login")
+    assert config["users"][1]["user"]["tokenFile"] == str(other.parent / "token")
+
+
+def test_no_kubeconfig_at_all_is_one_error(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="none of \\$KUBECONFIG"):
+        _cli_fleet.load_parent_kubeconfig(None, {"KUBECONFIG": str(tmp_path / "m")})
+    with pytest.raises(CommandError, match="cannot read kubeconfig"):
+        _cli_fleet.load_parent_kubeconfig(str(tmp_path / "m"), {})
+
+
+def test_the_client_uses_the_context_kubectl_picks(tmp_path: Path) -> None:
+    first = _kubeconfig(tmp_path / "one" / "config", "parent", "https://p:6443")
+    second = _kubeconfig(tmp_path / "two" / "config", "decoy", "https://d", "decoy")
+    # sets current-context too, but after the second file did
+    third = _kubeconfig(tmp_path / "three" / "config", "x", "https://x", "parent")
+    env = {"KUBECONFIG": f"{first}:{second}:{third}"}
+    parent = _cli_fleet.load_parent_kubeconfig(None, env)
+    assert parent.config["current-context"] == "decoy"
+    client = _cli_fleet._api_client(parent, "parent")
+    assert client.configuration.host == "https://p:6443"
+    assert client.configuration.api_key["BearerToken"] == "Bearer token-of-parent"
+    assert _cli_fleet._api_client(parent, None).configuration.host == "https://d"
+    with pytest.raises(CommandError, match="no context named 'nope'"):
+        _cli_fleet._api_client(parent, "nope")
