@@ -11,6 +11,10 @@ The agent's bearer token is never copied: each request takes the current value
 of the configuration's L{ITokenSource}, which a L{TokenRefresher} reloads on a
 thread every few seconds (a rotated token file is seen within
 L{TOKEN_CHECK_INTERVAL}) and at once when the child answers 401 to it.
+
+Every request is counted in the agent's C{clusternet_agent_requests_total},
+C{clusternet_agent_request_duration_seconds} and
+C{clusternet_agent_longrunning_requests} (docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from clusternet.agent._identity import (
     IdentityPolicy,
     parent_identity,
 )
+from clusternet.health import RequestMetrics
 from clusternet.kube import (
     TOKEN_CHECK_INTERVAL,
     ConnectionInfo,
@@ -50,6 +55,7 @@ from clusternet.proxy import (
     ProxyResource,
     ReverseProxy,
     Route,
+    StreamingRequest,
     StreamingSite,
 )
 from clusternet.tunnel import tcp_endpoint
@@ -67,6 +73,7 @@ class ChildProxyResource(ProxyResource):
 
     @param token: keeps C{child.token} current (by default one that reloads
         only after a 401, on the reactor's thread pool).
+    @param metrics: where each request is counted, if anywhere.
     """
 
     _log = Logger()
@@ -77,10 +84,12 @@ class ChildProxyResource(ProxyResource):
         child: ConnectionInfo,
         identity: IdentityPolicy,
         token: TokenRefresher | None = None,
+        metrics: RequestMetrics | None = None,
     ) -> None:
         super().__init__(proxy)
         self._child = child
         self._identity = identity
+        self._metrics = metrics
         if token is None and child.token is not None:
             token = TokenRefresher(proxy.reactor, child.token)
         self._token = token
@@ -91,6 +100,16 @@ class ChildProxyResource(ProxyResource):
         self._host_header = parts.netloc.encode("idna")
         self._base = parts.path.rstrip("/").encode("utf-8")
         self._agent_endpoint = self._endpoint(self._agent_pem())
+
+    def renderStreaming(self, request: StreamingRequest) -> None:
+        if self._metrics is not None:
+            self._metrics.observe(request)
+        super().renderStreaming(request)
+
+    def render(self, request: Request) -> int:
+        if self._metrics is not None:
+            self._metrics.observe(request)
+        return super().render(request)
 
     def _agent_pem(self) -> bytes | None:
         if self._child.client_cert_pem and self._child.client_key_pem:
@@ -188,6 +207,9 @@ class DirectServer:
     streams; owns the pool of connections to the child and keeps the child
     tokens current (checked every C{token_check_interval} seconds on a thread
     of C{threadpool}, the reactor's by default).
+
+    @ivar request_metrics: the C{clusternet_agent_*} request metrics of every
+        session's requests, for the agent's registry.
     """
 
     def __init__(
@@ -201,6 +223,9 @@ class DirectServer:
         self._threadpool = threadpool
         self._refreshers: dict[ITokenSource, TokenRefresher] = {}
         self.proxy = ReverseProxy(reactor, forwarded_headers=False)
+        self.request_metrics = RequestMetrics(
+            "clusternet_agent", reactor, what="to the child API server (direct)"
+        )
 
     def _refresher(self, source: ITokenSource) -> TokenRefresher:
         refresher = self._refreshers.get(source)
@@ -220,7 +245,9 @@ class DirectServer:
     ) -> Callable[[], IProtocol]:
         token = self._refresher(child.token) if child.token is not None else None
         site = StreamingSite(
-            ChildProxyResource(self.proxy, child, identity, token),
+            ChildProxyResource(
+                self.proxy, child, identity, token, metrics=self.request_metrics
+            ),
             reactor=self._reactor,
             access_log=LogLevel.debug,
         )

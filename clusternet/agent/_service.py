@@ -500,6 +500,7 @@ def make_agent_service(
     ).setServiceParent(top)
     if options["metrics-listen"]:
         root = StatusRoot()
+        requests = getattr(direct, "request_metrics", None)
         add_probes(
             root,
             checks,
@@ -509,7 +510,8 @@ def make_agent_service(
                     metrics.snapshot,
                     frozenset({"sessions_open", "streams_open"}),
                     "Tunnel",
-                )
+                ),
+                *([requests] if requests is not None else []),
             ),
         )
         StreamServerEndpointService(

@@ -207,7 +207,7 @@ class HubOptions(ClusternetOptions):
             "trim-memory",
             None,
             "true",
-            "After connections holding 64Mi of unfinished request heads between "
+            "After connections holding 4Mi of unfinished request heads between "
             "them are gone, give the freed memory back to the system (glibc's "
             "malloc_trim; at most every 10s). false: leave it to the allocator.",
         ],
@@ -268,9 +268,16 @@ class HubOptions(ClusternetOptions):
             "stream-metrics-per-cluster",
             None,
             "false",
-            "Label clusternet_hub_stream_users and clusternet_hub_streams_held "
-            "with the cluster ID (one series per cluster in use; leave off for "
-            "large fleets).",
+            "The same as --metrics-per-cluster (its former name, kept working).",
+        ],
+        [
+            "metrics-per-cluster",
+            None,
+            "false",
+            "Label the proxy's request metrics, the tunnel bytes and streams, "
+            "clusternet_hub_stream_users and clusternet_hub_streams_held with "
+            "the cluster ID (series per cluster in use; leave off for large "
+            "fleets). See docs/metrics.md.",
         ],
     ]
 
@@ -292,6 +299,7 @@ class HubOptions(ClusternetOptions):
         "max-streams-per-user": coerce_streams_per_user,
         "stream-reserve": coerce_stream_reserve,
         "stream-metrics-per-cluster": coerce_bool,
+        "metrics-per-cluster": coerce_bool,
     }
 
     def __init__(self) -> None:

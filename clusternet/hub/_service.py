@@ -28,6 +28,11 @@ from clusternet.hub._approver import ApprovalQueue, Approver
 from clusternet.hub._auth import AuthConfig, Authenticator, CachingAuthorizer
 from clusternet.hub._fairness import StreamBudget
 from clusternet.hub._health import ClusterHealth, dedicated_namespaces
+from clusternet.hub._metrics import (
+    ClusterTunnelMetrics,
+    MeteredResource,
+    proxy_request_metrics,
+)
 from clusternet.hub._proxying import ClusterProxy
 from clusternet.hub._registry import SocketRegistry
 from clusternet.hub._resource import HubResource
@@ -54,7 +59,6 @@ __all__ = ["HubParts", "make_hub_service"]
 _log = Logger()
 
 AUTH_CONFIGMAP = ("kube-system", "extension-apiserver-authentication")
-TUNNEL_GAUGES = frozenset({"sessions_open", "streams_open"})
 
 
 def _read(path: str | None) -> bytes:
@@ -245,19 +249,22 @@ class HubParts:
             self.registry,
             config=SessionConfig(carrier_queue=options["tunnel-queue"]),
         )
+        per_cluster = bool(
+            options["metrics-per-cluster"] or options["stream-metrics-per-cluster"]
+        )
         self.stream_budget = StreamBudget(
             options["max-streams-per-user"],
             options["stream-reserve"],
-            per_cluster_metrics=options["stream-metrics-per-cluster"],
+            per_cluster_metrics=per_cluster,
         )
+        self.tunnel_metrics = ClusterTunnelMetrics(
+            self.registry, self.attach.metrics, per_cluster
+        )
+        self.request_metrics = proxy_request_metrics(reactor, per_cluster)
         self.metrics = process_registry(
             self.stream_budget.collector(),
-            SnapshotCollector(
-                "clusternet_tunnel",
-                self.attach.metrics.snapshot,
-                TUNNEL_GAUGES,
-                "Tunnel",
-            ),
+            self.tunnel_metrics,
+            self.request_metrics,
             SnapshotCollector(
                 "clusternet_hub",
                 lambda: {
@@ -268,15 +275,19 @@ class HubParts:
                 "Hub",
             ),
         )
-        self.resource = HubResource(
-            reactor,
-            self.authenticator,
-            self.authorizer,
+        self.resource = MeteredResource(
+            HubResource(
+                reactor,
+                self.authenticator,
+                self.authorizer,
+                self.registry,
+                self.checks,
+                attach=self.attach,
+                proxy=ClusterProxy(reactor, self.registry, self.stream_budget),
+                metrics=self.metrics,
+            ),
+            self.request_metrics,
             self.registry,
-            self.checks,
-            attach=self.attach,
-            proxy=ClusterProxy(reactor, self.registry, self.stream_budget),
-            metrics=self.metrics,
         )
 
     def _synced(self) -> str | None:
