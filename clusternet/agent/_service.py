@@ -236,6 +236,8 @@ class AgentWork(Service):
             holder_identity=_identity(),
             collect_frequency=options["cluster-status-collect-frequency"],
             update_frequency=options["cluster-status-update-frequency"],
+            child_url=self._child_info.server,
+            parent_url=credentials.parent_url,
         )
         reporting.setServiceParent(self._running_parts)
         CredentialRefresh(

@@ -15,6 +15,7 @@ every 10 s; L{make_reporting_service} builds both.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -179,6 +180,7 @@ class StatusReporter(Service):
         collect_frequency: float = 20.0,
         update_frequency: float = 180.0,
         request_timeout: float = 10.0,
+        urls: Mapping[str, str] | None = None,
     ) -> None:
         if collect_frequency <= 0 or update_frequency <= 0:
             raise ValueError("frequencies must be positive")
@@ -190,6 +192,8 @@ class StatusReporter(Service):
         self.collect_frequency = collect_frequency
         self.update_frequency = update_frequency
         self._timeout = request_timeout
+        # apiserverURL and parentAPIServerURL: where the agent reaches each.
+        self._urls = {k: v for k, v in (urls or {}).items() if v}
         self.last_sample: ClusterStatusSample | None = None
         self.collections = 0
         self.reports = 0
@@ -272,7 +276,10 @@ class StatusReporter(Service):
                             "resourceVersion"
                         )
                     },
-                    "status": sample.status_patch([c.to_dict() for c in conditions]),
+                    "status": {
+                        **self._urls,
+                        **sample.status_patch([c.to_dict() for c in conditions]),
+                    },
                 }
                 try:
                     await self._wait(
@@ -321,6 +328,8 @@ def make_reporting_service(
     update_frequency: float = 180.0,
     lease_interval: float = CLUSTER_LEASE_RENEW_INTERVAL,
     lease_duration_seconds: int = CLUSTER_LEASE_DURATION_SECONDS,
+    child_url: str = "",
+    parent_url: str = "",
 ) -> MultiService:
     """
     The L{StatusReporter} and the heartbeat L{HeartbeatLease}
@@ -337,6 +346,7 @@ def make_reporting_service(
         managed_cluster,
         collect_frequency=collect_frequency,
         update_frequency=update_frequency,
+        urls={"apiserverURL": child_url, "parentAPIServerURL": parent_url},
     )
     reporter.setName("status")
     reporter.setServiceParent(top)

@@ -131,6 +131,26 @@ class StatusTests(SynchronousTestCase):
         assert self.versions() == 13
         assert self.patches() == 3
 
+    def test_the_report_says_where_the_agent_reaches_child_and_parent(self) -> None:
+        reporter = StatusReporter(
+            self.clock,
+            self.child,
+            self.parent,
+            NAMESPACE,
+            "edge-1",
+            urls={
+                "apiserverURL": "https://10.0.0.1:6443",
+                "parentAPIServerURL": "https://parent.example:6443",
+                "ignored": "",
+            },
+        )
+        reporter.startService()
+        reporter.stopService()
+        status = self.mc_status()
+        assert status["apiserverURL"] == "https://10.0.0.1:6443"
+        assert status["parentAPIServerURL"] == "https://parent.example:6443"
+        assert "ignored" not in status
+
     def test_a_report_carries_the_latest_collection(self) -> None:
         self.reporter.startService()
         self.clock.advance(100)
