@@ -74,6 +74,7 @@ from clusternet.apis import (
     generate_cluster_name,
     validate_cluster_name,
 )
+from clusternet.apis._time import format_time, now
 from clusternet.kube._client import KubeClient
 from clusternet.kube._config import ITokenSource, MutableToken, api_client_for_token
 from clusternet.kube._errors import (
@@ -87,6 +88,7 @@ from clusternet.kube._errors import (
 from clusternet.kube._interfaces import IKubeAPI
 from clusternet.kube._resources import (
     CLUSTER_REGISTRATION_REQUESTS,
+    EVENTS,
     NAMESPACES,
     SECRETS,
 )
@@ -101,7 +103,11 @@ from clusternet.sealing import (
     sealing_context,
 )
 
+# What a registration refused for its key says (and its Event is found by).
+KEY_CONFLICT = "registered in the parent with another key"
+
 __all__ = [
+    "KEY_CONFLICT",
     "ParentAPIFactory",
     "ParentClients",
     "ParentCredentials",
@@ -669,6 +675,8 @@ class Registration:
                     "{problem}; retrying in {delay:.1f}s", problem=state[1], delay=delay
                 )
                 last_state = state
+                if state[0] == "error" and KEY_CONFLICT in state[1]:
+                    await self._event("RegistrationKeyConflict", state[1])
             await self._sleep(delay)
 
     async def _outcome(
@@ -702,7 +710,7 @@ class Registration:
                 other = "a malformed key"
             return (
                 "error",
-                f"cluster {cluster_id} is registered in the parent with another key "
+                f"cluster {cluster_id} is {KEY_CONFLICT} "
                 f"({other}; this agent's is {fingerprint(self.public_key)}): it gets "
                 "nothing from that request. If this cluster was re-installed, an "
                 f"operator deletes the old request (kubectl delete clsrr {name}) "
@@ -745,6 +753,42 @@ class Registration:
         )
         await self._store(credentials)
         return credentials
+
+    async def _event(self, reason: str, message: str) -> None:
+        """
+        A Warning Event in the agent's namespace of the child, where whoever
+        runs the child looks (best effort: logged when it cannot be made).
+        """
+        now_text = format_time(now(self._clock))
+        body: Obj = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": "clusternet-agent.",
+                "namespace": self.namespace,
+            },
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "name": self.parent_secret,
+                "namespace": self.namespace,
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning",
+            "source": {"component": "clusternet-agent"},
+            "firstTimestamp": now_text,
+            "lastTimestamp": now_text,
+            "count": 1,
+        }
+        try:
+            await self._child.create(EVENTS, body, self.namespace)
+        except KubeError as e:
+            self._log.warn(
+                "Could not record the event {reason}: {error}",
+                reason=reason,
+                error=str(e),
+            )
 
     async def _check_namespace(
         self,

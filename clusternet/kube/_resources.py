@@ -24,6 +24,7 @@ __all__ = [
     "CLUSTER_ROLE_BINDINGS",
     "CONFIG_MAPS",
     "CUSTOM_RESOURCE_DEFINITIONS",
+    "EVENTS",
     "LEASES",
     "MANAGED_CLUSTERS",
     "NAMESPACES",
@@ -89,6 +90,7 @@ class Resource:
 
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", False)
 SECRETS = Resource("", "v1", "secrets", "Secret", True)
+EVENTS = Resource("", "v1", "events", "Event", True)
 CONFIG_MAPS = Resource("", "v1", "configmaps", "ConfigMap", True)
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount", True)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease", True)

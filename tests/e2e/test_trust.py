@@ -181,6 +181,12 @@ def test_a_second_agent_claiming_a_cluster_id_gets_nothing(fleet: Fleet) -> None
             time.sleep(0.5)
         text = log.read_text()
         assert "Tunnel up" not in text and "Registered" not in text
+        # Whoever runs that child sees why in its edge-system.
+        events = fleet.cluster_kubectl(
+            thief, "get", "events", "-n", "edge-system", "-o", "json"
+        )
+        reasons = {e["reason"] for e in json.loads(events)["items"]}
+        assert "RegistrationKeyConflict" in reasons
     finally:
         agent = next(p for p in fleet.agents if p.name == f"agent-{thief.name}")
         fleet.stop_process(agent)
