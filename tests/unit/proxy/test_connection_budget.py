@@ -575,3 +575,18 @@ def test_no_trimmer_when_turned_off() -> None:
     )
     assert site.trimmer is None
     assert budget_from_options(parse("--trim-memory=false")).trim_memory is False
+
+
+def test_a_refused_request_without_a_body_keeps_its_connection() -> None:
+    """
+    Nothing is left to drain after a GET: a refusal (403, 429) keeps the
+    connection, so a client refused again and again does not cost the server a
+    new TLS handshake each time.
+    """
+    conn = Connection(Refuser())
+    for _ in range(3):
+        conn.send(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n")
+        output = conn.take()
+        assert status_line(output) == b"HTTP/1.1 403 Forbidden"
+        assert b"connection: close" not in output.lower()
+        assert not conn.transport.disconnecting
