@@ -54,6 +54,7 @@ from _common import (
     emit,
     kubeconfig_client,
     percentile,
+    process_cpu_seconds,
     process_rss_kib,
     say,
 )
@@ -263,6 +264,9 @@ def run_attack(
     before_start = time.monotonic()
     time.sleep(min(10.0, phase))
     rss_before = process_rss_kib(hub_pid)
+    assert fleet.parent is not None and fleet.parent.process is not None
+    parent_pid = fleet.parent.process.popen.pid
+    cpu_before = (process_cpu_seconds(hub_pid), process_cpu_seconds(parent_pid))
     start = time.monotonic()
     deadline = start + phase
     say(f"attack {name} for {phase:.0f}s")
@@ -283,6 +287,16 @@ def run_attack(
     sampler.start()
     got = attack()
     end = time.monotonic()
+    # Whose CPU the attack took: the hub's, or the parent's (the sandbox is a
+    # Python API server; a real kube-apiserver would take the same load in Go).
+    cpu = {
+        "hub_cpu_share": round(
+            (process_cpu_seconds(hub_pid) - cpu_before[0]) / (end - start), 2
+        ),
+        "parent_cpu_share": round(
+            (process_cpu_seconds(parent_pid) - cpu_before[1]) / (end - start), 2
+        ),
+    }
     sampler.join(5)
     time.sleep(10.0)
     rss_after = process_rss_kib(hub_pid)
@@ -309,6 +323,7 @@ def run_attack(
         rss_before / 1024,
         peak_mib=round(peak[0] / 1024, 1),
         attack=got,
+        **cpu,
     )
 
 
