@@ -278,6 +278,9 @@ class BudgetedHTTPChannel(HTTPChannel):
     _head_call: IDelayedCall | None = None
     _abort_call: IDelayedCall | None = None
     _closing = False
+    # Pieces of an unfinished line, held as they came (see _hold).
+    _held: list[bytes] | None = None
+    _held_bytes = 0
 
     def connectionMade(self) -> None:
         self.budget = budget_of(self)
@@ -321,7 +324,7 @@ class BudgetedHTTPChannel(HTTPChannel):
             peer=self._peer(),
             timeout=self.budget.head_timeout,
         )
-        if self._head_seen or self._buffer:
+        if self._head_seen or self._buffer or self._held:
             self.refuse(
                 408,
                 f"the request head was not complete within "
@@ -338,6 +341,8 @@ class BudgetedHTTPChannel(HTTPChannel):
                 self._begin_head()
             if self._in_head:
                 self._head_seen = True
+        if self._hold(data):
+            return
         super().dataReceived(data)
         if (
             self._buffer
@@ -349,6 +354,49 @@ class BudgetedHTTPChannel(HTTPChannel):
             # the next head behind.
             self._begin_head()
             self._head_seen = True
+
+    def _hold(self, data: bytes) -> bool:
+        """
+        Keep C{data} aside when it only lengthens an unfinished line.
+
+        L{LineReceiver} adds each read to its buffer (a copy of all of it) and
+        searches all of it for the line's end again: a 1 MiB header line that
+        comes in 16 KiB TLS records costs it 32 ms of CPU, quadratic in the
+        line. A read without a line feed cannot end a line, so it waits here
+        as it came, until a read that can (or one that takes the line past
+        its limit) hands everything over in one piece.
+        """
+        if (
+            self.line_mode
+            and not self._busyReceiving
+            and not self.paused
+            and b"\n" not in data
+            and len(self._buffer) + self._held_bytes + len(data)
+            < self.MAX_LENGTH + len(self.delimiter)
+        ):
+            if self._held is None:
+                self._held = []
+            self._held.append(data)
+            self._held_bytes += len(data)
+            return True
+        if self._held:
+            self._buffer += b"".join(self._held)
+            self._held = None
+            self._held_bytes = 0
+        return False
+
+    @property
+    def buffered(self) -> int:
+        """
+        Bytes of the unfinished head (or line) this connection holds.
+        """
+        return len(self._buffer) + self._held_bytes
+
+    def clearLineBuffer(self) -> bytes:
+        held = b"".join(self._held) if self._held else b""
+        self._held = None
+        self._held_bytes = 0
+        return bytes(super().clearLineBuffer()) + held
 
     def lineReceived(self, line: bytes) -> None:
         if self._closing:

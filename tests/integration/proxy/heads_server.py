@@ -90,7 +90,7 @@ class Control(LineReceiver):
             "connections": sum(
                 1 for c in channels if getattr(c.transport, "connected", False)
             ),
-            "buffered": sum(len(c._buffer) for c in channels),
+            "buffered": sum(c.buffered for c in channels),
         }
         self.sendLine(json.dumps(stats).encode())
 

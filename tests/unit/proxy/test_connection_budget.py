@@ -153,7 +153,7 @@ def test_an_unfinished_header_line_over_the_limit_is_431_without_its_end() -> No
     conn.send(b"GET /x HTTP/1.1\r\nX-Big: " + b"b" * 5000, chunk=100)
     assert status_line(conn.take()) == b"HTTP/1.1 431 Request Header Fields Too Large"
     assert conn.transport.disconnecting
-    assert conn.channel._buffer == b""
+    assert conn.channel.buffered == 0
 
 
 def test_buffered_head_bytes_never_exceed_the_limit_and_one_read() -> None:
@@ -164,7 +164,7 @@ def test_buffered_head_bytes_never_exceed_the_limit_and_one_read() -> None:
         if conn.transport.disconnecting:
             break
         conn.protocol.dataReceived(b"X-%d: %s" % (i, b"v" * 40))
-        held = max(held, len(conn.channel._buffer) + conn.channel._head_bytes)
+        held = max(held, conn.channel.buffered + conn.channel._head_bytes)
         conn.protocol.dataReceived(b"\r\n")
     assert conn.transport.disconnecting
     assert held <= 4096 + 50
@@ -250,7 +250,7 @@ def test_data_after_a_refusal_is_dropped() -> None:
     conn.send(head_of_size(5000))
     conn.take()
     conn.protocol.dataReceived(b"x" * 10_000)
-    assert conn.channel._buffer == b""
+    assert conn.channel.buffered == 0
     assert conn.take() == b""
 
 
@@ -352,9 +352,9 @@ def test_the_idle_timeout_is_the_sites_timeout() -> None:
 def test_nothing_stays_buffered_after_the_connection_ends() -> None:
     conn = Connection(Echo(), DEFAULT_BUDGET)
     conn.send(b"GET /x HTTP/1.1\r\nX-Big: " + b"b" * 500_000, chunk=65536)
-    assert len(conn.channel._buffer) > 400_000
+    assert conn.channel.buffered > 400_000
     conn.lose()
-    assert conn.channel._buffer == b""
+    assert conn.channel.buffered == 0
     assert conn.channel._dataBuffer == []
     assert [c for c in conn.clock.getDelayedCalls() if c.active()] == []
 
