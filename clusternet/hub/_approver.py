@@ -229,6 +229,20 @@ def _generation(secret: Obj) -> int:
         return 0
 
 
+def _fingerprint(crr: Obj) -> tuple[str, ...]:
+    """
+    What a verified approval must keep for the verification to hold: the
+    request, the status the hub wrote and the rotation asked for.
+    """
+    status = crr.get("status") or {}
+    return (
+        str((crr.get("metadata") or {}).get("uid") or ""),
+        str(status.get("dedicatedNamespace") or ""),
+        str(status.get("sealedToken") or ""),
+        _annotations(crr).get(ROTATE_ANNOTATION, ""),
+    )
+
+
 def _seconds(text: object) -> float | None:
     try:
         return parse_time(text).timestamp() if isinstance(text, str) else None
@@ -309,6 +323,10 @@ class Approver:
         self._max_pending = max_pending
         self._pending = pending if pending is not None else (lambda: 0)
         self._ca_pem = ca_pem or b""
+        # Approved requests found as the hub left them (cluster ID ->
+        # _fingerprint): the informer's resync re-checks them without a call
+        # to the parent until their token nears its end or they change.
+        self._verified: dict[str, tuple[str, ...]] = {}
 
     async def approve(self, crr: Obj) -> None:
         name = crr["metadata"]["name"]
@@ -336,6 +354,10 @@ class Approver:
             await self._deny(name, "; ".join(problems))
             return
         if result == RESULT_APPROVED:
+            if self._verified.get(spec.cluster_id) == _fingerprint(crr) and not (
+                self._due(status)
+            ):
+                return  # as the hub left it, and its token is not ending yet
             namespace = await self._dedicated_namespace(spec.cluster_id)
             if (
                 namespace is not None
@@ -417,10 +439,9 @@ class Approver:
         asked = current is not None and wanted != _annotations(current).get(
             ROTATE_ANNOTATION, ""
         )
-        expires = _seconds(status.get("tokenExpirationTimestamp"))
-        now = self._clock.seconds()
-        due = expires is None or expires - now < self._lifetime * ROTATE_AT_REMAINING
+        due = self._due(status)
         if not (asked or due or current is None):
+            self._verified[spec.cluster_id] = _fingerprint(crr)
             return
         account = crr_name(spec.cluster_id)
         mcls = str(status.get("managedClusterName") or "")
@@ -430,6 +451,14 @@ class Approver:
             cluster=spec.cluster_id,
             why="asked" if asked else "the last one was ending",
         )
+
+    def _due(self, status: Obj) -> bool:
+        """
+        Whether the token in C{status} is near enough its end to issue the next.
+        """
+        expires = _seconds(status.get("tokenExpirationTimestamp"))
+        remaining = self._lifetime * ROTATE_AT_REMAINING
+        return expires is None or expires - self._clock.seconds() < remaining
 
     async def _issue(
         self,
@@ -531,6 +560,7 @@ class Approver:
         cluster_id = (crr.get("spec") or {}).get("clusterId")
         if not isinstance(cluster_id, str) or not cluster_id:
             return
+        self._verified.pop(cluster_id, None)
         namespace = await self._dedicated_namespace(cluster_id)
         if namespace is None:
             return

@@ -380,6 +380,27 @@ class ApproverTests(SynchronousTestCase):
         self.successResultOf(ensureDeferred(approver.approve(self.stored(request))))
         assert self.token_secrets() == [f"{account}-token-2", f"{account}-token-3"]
 
+    def test_a_verified_approval_is_rechecked_without_calls_until_it_changes(
+        self,
+    ) -> None:
+        """
+        The informer's resync brings every request back each minute: one found
+        as the hub left it costs no call to the parent until it changes or its
+        token nears its end.
+        """
+        request = self.submit(crr())
+        self.successResultOf(self.approve(request))
+        stored = self.stored(request)
+        self.successResultOf(self.approve(stored))  # verified once
+        calls = len(self.kube.calls)
+        for _ in range(3):
+            self.successResultOf(self.approve(stored))
+        assert self.kube.calls[calls:] == []
+        # A changed status (say, someone else's) is verified again.
+        changed = dict(stored, status=dict(stored["status"], sealedToken="v1.x"))
+        self.successResultOf(self.approve(changed))
+        assert len(self.kube.calls) > calls
+
     def test_an_operator_asks_for_a_new_token_and_the_old_is_revoked(self) -> None:
         request = self.submit(crr())
         self.successResultOf(self.approve(request))
