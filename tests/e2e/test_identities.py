@@ -16,12 +16,11 @@ import http.client
 import json
 import shutil
 import socket
-import ssl
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from clusternet import pki
 from clusternet.apis import RBAC_AUTOUPDATE_ANNOTATION
 from clusternet.fleet import Cluster, Fleet, shipped_objects
+from tests.support.parent import eventually, parent_request
 
 pytestmark = pytest.mark.slow
 
@@ -223,34 +223,15 @@ class ParentUser:
         body: Any = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
-        assert fleet.parent is not None
-        url = fleet.parent.url.removeprefix("https://")
-        host, port = url.rsplit(":", 1)
-        context = ssl.create_default_context(
-            cafile=str(fleet.parent.data_dir / "ca.crt")
+        return parent_request(
+            fleet,
+            method,
+            path,
+            token=self.token,
+            cert=self.cert,
+            body=body,
+            headers=dict(self.headers, **(headers or {})),
         )
-        if self.cert is not None:
-            context.load_cert_chain(*self.cert)
-        sent = dict(self.headers, **(headers or {}))
-        if self.token:
-            sent["Authorization"] = f"Bearer {self.token}"
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            sent["Content-Type"] = "application/json"
-        connection = http.client.HTTPSConnection(
-            host, int(port), context=context, timeout=30
-        )
-        try:
-            connection.request(method, path, body=data, headers=sent)
-            response = connection.getresponse()
-            raw = response.read()
-        finally:
-            connection.close()
-        try:
-            return response.status, json.loads(raw)
-        except ValueError:
-            return response.status, raw
 
 
 def _certificate_id(cert_file: Path) -> str:
@@ -334,17 +315,6 @@ def whoami(
 def _accepted(result: tuple[int, Any]) -> tuple[int, Any] | None:
     # The hub caches a denial for a few seconds after RBAC changes.
     return None if result[0] == 403 and "sockets" in str(result[1]) else result
-
-
-def eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {check}")
-        time.sleep(0.5)
 
 
 # -- impersonate ------------------------------------------------------------------

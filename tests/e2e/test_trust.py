@@ -8,16 +8,14 @@ made-up cluster may do in the parent; and credentials rotated under a watch.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import shutil
-import ssl
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from clusternet.sealing import (
     public_key_pem,
     sealing_context,
 )
+from tests.support.parent import eventually, parent_request
 
 pytestmark = pytest.mark.slow
 
@@ -69,35 +68,8 @@ def request(
     token: str | None = None,
     body: Any = None,
     headers: dict[str, str] | None = None,
-    admin: bool = False,
 ) -> tuple[int, Any]:
-    assert fleet.parent is not None
-    host, port = fleet.parent.url.removeprefix("https://").rsplit(":", 1)
-    context = ssl.create_default_context(cafile=str(fleet.parent.data_dir / "ca.crt"))
-    if admin:
-        context.load_cert_chain(
-            fleet.parent.data_dir / "admin.crt", fleet.parent.data_dir / "admin.key"
-        )
-    sent = dict(headers or {})
-    if token:
-        sent["Authorization"] = f"Bearer {token}"
-    data = None
-    if body is not None:
-        data = json.dumps(body).encode()
-        sent["Content-Type"] = "application/json"
-    connection = http.client.HTTPSConnection(
-        host, int(port), context=context, timeout=30
-    )
-    try:
-        connection.request(method, path, body=data, headers=sent)
-        response = connection.getresponse()
-        raw = response.read()
-    finally:
-        connection.close()
-    try:
-        return response.status, json.loads(raw)
-    except ValueError:
-        return response.status, raw
+    return parent_request(fleet, method, path, token=token, body=body, headers=headers)
 
 
 def clusters(fleet: Fleet) -> dict[str, str]:
@@ -112,17 +84,6 @@ def agent_token(fleet: Fleet, child: Cluster) -> str:
         )
     )
     return base64.b64decode(secret["data"]["token"]).decode()
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {check}")
-        time.sleep(0.5)
 
 
 UPGRADE = {"Connection": "Upgrade", "Upgrade": "clusternet-tunnel.v1"}

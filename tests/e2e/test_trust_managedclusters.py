@@ -16,13 +16,14 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from clusternet.fleet import Fleet
+from tests.support.parent import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -51,20 +52,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         raise
     finally:
         fleet.stop()
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-        except Exception:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s")
-        time.sleep(0.5)
 
 
 def registered(fleet: Fleet) -> dict[str, dict[str, str]]:
@@ -241,7 +228,10 @@ def test_kubectl_get_sockets_is_unaffected(
 def test_the_hub_ignores_the_forgery_and_says_so_once(
     fleet: Fleet, forgery: dict[str, Any]
 ) -> None:
-    eventually(lambda: hub_warnings(fleet, forgery["namespace"], forgery["name"]))
+    eventually(
+        lambda: hub_warnings(fleet, forgery["namespace"], forgery["name"]),
+        retry_on=(Exception,),
+    )
     # No heartbeat Lease of child-2 exists in child-1's namespace: were the
     # forgery checked, it would turn Unknown after the 10 s grace period.
     time.sleep(20)
@@ -289,6 +279,7 @@ def test_a_dead_child_turns_unknown_whatever_the_forgery_says(
                 == "Unknown"
             ),
             timeout=60,
+            retry_on=(Exception,),
         )
         forged = managed_cluster(fleet, forgery["namespace"], forgery["name"])
         assert ready(forged)["status"] == "True"
